@@ -1,0 +1,1 @@
+"""The intervention engine: one forward pass with interventions at (layer, position) sites."""

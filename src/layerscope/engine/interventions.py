@@ -1,0 +1,292 @@
+"""Interventions: what to do to the states at a set of sites.
+
+An :class:`Intervention` names a site kind (``resid_pre``, ``resid_post``, ``attn_out``, ``mlp_out``),
+the layers, the positions, and an :class:`Op` that maps the selected states ``[N, D]`` to new states
+``[N, D]``. The constructors at the bottom (:func:`patch`, :func:`add`, :func:`freeze`, ...) are the
+public API; the engine compiles them against a batch (see ``engine/plan.py``).
+
+Ops never modify a tensor in place, so a state captured earlier in the pass is never altered by a
+later intervention.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from layerscope.engine.positions import PositionSpec
+from layerscope.errors import SiteError
+
+SITES = ("resid_pre", "resid_post", "attn_out", "mlp_out")
+LayerSpec = int | slice | range | Sequence[int] | str
+
+
+class Op:
+    """Maps the selected states to new ones.
+
+    ``transform(states, context)`` gets ``states: [N, D]`` (one row per selected (row, position)
+    pair) and returns ``[N, D]``.
+    """
+
+    #: ops whose value depends on more than the selected states are not fused across variants
+    fusable = False
+
+    def transform(self, states: torch.Tensor, context: OpContext) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@dataclass
+class OpContext:
+    """What an op may need besides the selected states.
+
+    Attributes:
+        hidden: the full ``[B, T, D]`` tensor at the site.
+        rows: ``[N]`` batch rows of the selected states; ``positions``: ``[N]`` their indices into T.
+        mask: ``[B, T]`` attention mask of the current forward (1 = real token).
+        layer, iteration: where we are (iteration > 0 only inside a looped block).
+    """
+
+    hidden: torch.Tensor
+    rows: torch.Tensor
+    positions: torch.Tensor
+    mask: torch.Tensor
+    layer: int
+    iteration: int
+
+
+@dataclass
+class SetOp(Op):
+    """Replace the states by ``value`` (``[N, D]`` once compiled)."""
+
+    value: torch.Tensor
+    fusable = True
+
+    def transform(self, states, context):
+        return self.value.to(states.device, states.dtype).expand_as(states)
+
+
+@dataclass
+class AddOp(Op):
+    """Add ``scale * vector`` (steering)."""
+
+    vector: torch.Tensor
+    scale: float = 1.0
+
+    def transform(self, states, context):
+        return states + self.scale * self.vector.to(states.device, states.dtype)
+
+
+class ZeroOp(Op):
+    def transform(self, states, context):
+        return torch.zeros_like(states)
+
+
+@dataclass
+class MeanOp(Op):
+    """Replace by a given mean vector, or by the mean of the site over the batch's real tokens."""
+
+    value: torch.Tensor | None = None
+
+    def transform(self, states, context):
+        if self.value is not None:
+            return self.value.to(states.device, states.dtype).expand_as(states)
+        mask = context.mask.to(states.dtype).unsqueeze(-1)
+        mean = (context.hidden * mask).sum((0, 1)) / mask.sum().clamp(min=1)
+        return mean.expand_as(states)
+
+
+def _generator(seed: int, device: torch.device) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    return g
+
+
+@dataclass
+class RandomOp(Op):
+    """Gaussian vectors rescaled to each replaced state's L2 norm (seeded, so reproducible)."""
+
+    seed: int = 0
+
+    def transform(self, states, context):
+        noise = torch.randn(states.shape, generator=_generator(self.seed, states.device), device=states.device)
+        noise = noise.to(states.dtype)
+        return noise * (states.norm(dim=-1, keepdim=True) / noise.norm(dim=-1, keepdim=True))
+
+
+@dataclass
+class ShuffleOp(Op):
+    """Permute the hidden dimensions of each state with its own seeded random permutation."""
+
+    seed: int = 0
+
+    def transform(self, states, context):
+        g = _generator(self.seed, states.device)
+        perm = torch.rand(states.shape, generator=g, device=states.device).argsort(dim=-1)
+        return states.gather(-1, perm)
+
+
+@dataclass
+class FunctionOp(Op):
+    """Any user function ``fn(states [N, D], context) -> [N, D]``."""
+
+    fn: Callable[[torch.Tensor, OpContext], torch.Tensor]
+
+    def transform(self, states, context):
+        out = self.fn(states, context)
+        if not isinstance(out, torch.Tensor) or out.shape != states.shape:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise SiteError(f"intervention function must return a tensor of shape {tuple(states.shape)}, got {got}")
+        return out
+
+
+@dataclass
+class FreezeOp(Op):
+    """Freeze: the states entering block k are fed unchanged to every block >= k.
+
+    Compiled into a *record* at ``resid_pre[k]`` and a *replay* at ``resid_pre[j]`` for j > k.
+    """
+
+    slot: dict = field(default_factory=dict)
+
+    def transform(self, states, context):  # the record half; replay is FreezeReplayOp
+        if context.iteration == 0:
+            self.slot["states"] = states
+        return states
+
+
+@dataclass
+class FreezeReplayOp(Op):
+    source: FreezeOp
+
+    def transform(self, states, context):
+        return self.source.slot.get("states", states)
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """An op at ``site`` for ``layers`` and ``positions``.
+
+    Attributes:
+        site: one of :data:`SITES`.
+        layers: int (negative from the end), slice, list, ``"all"`` or ``"k:"`` style string.
+        positions: a position spec (see ``engine/positions.py``).
+        op: what to do.
+        rows: batch rows it applies to (None = all; set by batched variants).
+        loop: iteration of a looped block it applies to (None = every iteration).
+    """
+
+    site: str
+    layers: LayerSpec
+    positions: PositionSpec
+    op: Op
+    rows: tuple[int, ...] | None = None
+    loop: int | None = None
+
+    def __post_init__(self):
+        if self.site not in SITES:
+            raise SiteError(f"unknown site {self.site!r}: use one of {', '.join(SITES)}")
+
+    def on_rows(self, rows: Sequence[int]) -> Intervention:
+        return Intervention(self.site, self.layers, self.positions, self.op, tuple(rows), self.loop)
+
+
+def resolve_layers(spec: LayerSpec, n_layers: int) -> list[int]:
+    """Resolve a layer spec to indices ``0..n_layers-1``; errors name the valid range."""
+    valid = f"valid layers are 0..{n_layers - 1} (or -{n_layers}..-1 from the end)"
+    if isinstance(spec, str):
+        text = spec.strip()
+        if text == "all":
+            return list(range(n_layers))
+        try:
+            if ":" in text:
+                start, _, stop = text.partition(":")
+                return list(range(n_layers))[slice(int(start) if start else None, int(stop) if stop else None)]
+            if "," in text:
+                return [_check_layer(int(t), n_layers) for t in text.split(",")]
+            return [_check_layer(int(text), n_layers)]
+        except ValueError:
+            raise SiteError(f"cannot read layers {spec!r}: use 'all', an int, 'a:b' or 'a,b,c'; {valid}") from None
+    if isinstance(spec, bool):
+        raise SiteError(f"layer must be an int, not {spec!r}")
+    if isinstance(spec, int):
+        return [_check_layer(spec, n_layers)]
+    if isinstance(spec, slice | range):
+        if isinstance(spec, range):
+            return [_check_layer(i, n_layers) for i in spec]
+        return list(range(n_layers))[spec]
+    return [_check_layer(int(i), n_layers) for i in spec]
+
+
+def _check_layer(layer: int, n_layers: int) -> int:
+    if not -n_layers <= layer < n_layers:
+        raise SiteError(
+            f"layer {layer} does not exist: the model has {n_layers} layers; valid layers are "
+            f"0..{n_layers - 1} (or -{n_layers}..-1 from the end)"
+        )
+    return layer % n_layers
+
+
+# ---- public constructors -------------------------------------------------------------------
+
+
+def patch(
+    site: str,
+    layer: LayerSpec,
+    positions: PositionSpec,
+    value: torch.Tensor,
+    mapping: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> Intervention:
+    """Set the states at ``site``/``layer``/``positions`` to ``value`` (or ``mapping(value)``).
+
+    ``value`` is ``[D]`` (broadcast), ``[P, D]`` (one per resolved position, same for every row),
+    or ``[N, D]`` (one per selected (row, position) pair). To patch from another run, pass
+    ``other_run.state(site, layer, positions)``; from another model with another hidden size, pass a
+    ``mapping`` (e.g. a fitted affine map) that takes ``[..., D_source]`` to ``[..., D]``.
+    """
+    value = torch.as_tensor(value)
+    if mapping is not None:
+        value = mapping(value)
+    return Intervention(site, layer, positions, SetOp(value))
+
+
+def add(site: str, layer: LayerSpec, positions: PositionSpec, vector: torch.Tensor, scale: float = 1.0) -> Intervention:
+    """Add ``scale * vector`` (``[D]``) to the states (steering)."""
+    return Intervention(site, layer, positions, AddOp(torch.as_tensor(vector), scale))
+
+
+def zero(site: str, layer: LayerSpec, positions: PositionSpec = "all") -> Intervention:
+    return Intervention(site, layer, positions, ZeroOp())
+
+
+def mean(site: str, layer: LayerSpec, positions: PositionSpec = "all", value: torch.Tensor | None = None) -> Intervention:
+    """Mean ablation: a given ``[D]`` mean, or the batch mean over real tokens at that site."""
+    return Intervention(site, layer, positions, MeanOp(value))
+
+
+def random(site: str, layer: LayerSpec, positions: PositionSpec = "previous", seed: int = 0) -> Intervention:
+    """Replace by Gaussian noise rescaled to each state's norm."""
+    return Intervention(site, layer, positions, RandomOp(seed))
+
+
+def shuffle(site: str, layer: LayerSpec, positions: PositionSpec = "previous", seed: int = 0) -> Intervention:
+    """Permute each state's dimensions."""
+    return Intervention(site, layer, positions, ShuffleOp(seed))
+
+
+def freeze(layer: int, positions: PositionSpec = "previous") -> Intervention:
+    """Feed the states entering block ``layer`` unchanged to every later block (at ``positions``)."""
+    return Intervention("resid_pre", layer, positions, FreezeOp())
+
+
+def skip_attention(from_layer: int, positions: PositionSpec = "all") -> Intervention:
+    """Drop the attention sub-block (its output is zero) in blocks ``from_layer..L-1``."""
+    if not isinstance(from_layer, int) or isinstance(from_layer, bool):
+        raise SiteError(f"skip_attention needs an int layer, got {from_layer!r}")
+    return Intervention("attn_out", f"{from_layer}:", positions, ZeroOp())
+
+
+def apply(site: str, layer: LayerSpec, positions: PositionSpec, fn: Callable) -> Intervention:
+    """Apply any ``fn(states [N, D], context) -> [N, D]``."""
+    return Intervention(site, layer, positions, FunctionOp(fn))

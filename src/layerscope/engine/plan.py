@@ -1,0 +1,159 @@
+"""Compile interventions against a batch: per (site, layer), index tensors and ops.
+
+Resolving positions and checking shapes once, before the forward pass, keeps the hooks cheap and
+makes every bad input fail before the model has run. Patches of different variants (disjoint
+rows) at the same site are fused into one indexed write, so a sweep of V variants costs one
+``index_put`` per site instead of V.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from layerscope.engine.batch import Batch
+from layerscope.engine.interventions import (
+    AddOp,
+    FreezeOp,
+    FreezeReplayOp,
+    Intervention,
+    MeanOp,
+    Op,
+    OpContext,
+    SetOp,
+    resolve_layers,
+)
+from layerscope.errors import InterventionError, SiteError
+
+
+@dataclass
+class CompiledOp:
+    """An op bound to concrete ``rows``/``positions`` (``[N]`` each) of the current forward."""
+
+    op: Op
+    rows: torch.Tensor
+    positions: torch.Tensor
+    loop: int | None
+
+    def apply(self, hidden: torch.Tensor, mask: torch.Tensor, layer: int, iteration: int) -> torch.Tensor:
+        """``hidden: [B, T, D]`` -> new ``[B, T, D]`` (never in place)."""
+        if self.loop is not None and self.loop != iteration:
+            return hidden
+        selected = hidden[self.rows, self.positions]
+        context = OpContext(hidden, self.rows, self.positions, mask, layer, iteration)
+        new = self.op.transform(selected, context)
+        return hidden.index_put((self.rows, self.positions), new.to(hidden.dtype))
+
+
+@dataclass
+class Plan:
+    """Compiled ops per ``(site, layer)``, in the order given."""
+
+    ops: dict[tuple[str, int], list[CompiledOp]] = field(default_factory=lambda: defaultdict(list))
+
+    def at(self, site: str, layer: int) -> list[CompiledOp]:
+        return self.ops.get((site, layer), [])
+
+    def layers(self) -> set[int]:
+        return {layer for _, layer in self.ops}
+
+
+def compile_plan(
+    interventions: Sequence[Intervention],
+    batch: Batch,
+    n_layers: int,
+    d_model: int,
+    offset: int = 0,
+    available_sites: set[str] | None = None,
+) -> Plan:
+    """Resolve every intervention against ``batch``.
+
+    Args:
+        offset: positions ``< offset`` are already in a KV cache (prefix reuse / generation); an
+            intervention there cannot apply and raises, and indices are shifted by ``-offset``.
+        available_sites: site kinds the model supports (attn_out/mlp_out need found sub-blocks).
+    """
+    plan = Plan()
+    device = batch.input_ids.device
+    for iv in interventions:
+        if available_sites is not None and iv.site not in available_sites:
+            raise SiteError(f"site {iv.site!r} is not available for this model (found: {sorted(available_sites)})")
+        layers = resolve_layers(iv.layers, n_layers)
+        rows = range(batch.size) if iv.rows is None else iv.rows
+        pairs = [(r, p) for r in rows for p in batch.positions(iv.positions, r)]
+        if not pairs:
+            continue
+        in_prefix = [p for _, p in pairs if p < offset]
+        if in_prefix:
+            raise InterventionError(
+                f"intervention at {iv.site} positions {sorted(set(in_prefix))} falls in the reused KV prefix "
+                f"(first {offset} positions); reuse a shorter prefix or none"
+            )
+        row_idx = torch.tensor([r for r, _ in pairs], device=device)
+        pos_idx = torch.tensor([p - offset for _, p in pairs], device=device)
+        op = _bind_value(iv, len(pairs), len(set(r for r, _ in pairs)), d_model)
+        for layer in layers:
+            plan.ops[(iv.site, layer)].append(CompiledOp(op, row_idx, pos_idx, iv.loop))
+        if isinstance(op, FreezeOp):
+            if iv.site != "resid_pre" or len(layers) != 1:
+                raise InterventionError("freeze applies at one resid_pre layer: use freeze(layer, positions)")
+            for later in range(layers[0] + 1, n_layers):
+                plan.ops[("resid_pre", later)].append(CompiledOp(FreezeReplayOp(op), row_idx, pos_idx, None))
+    for key, ops in plan.ops.items():
+        plan.ops[key] = _fuse_sets(ops)
+    return plan
+
+
+def _bind_value(iv: Intervention, n_pairs: int, n_rows: int, d_model: int) -> Op:
+    op = iv.op
+    vector = op.vector if isinstance(op, AddOp) else getattr(op, "value", None) if isinstance(op, SetOp | MeanOp) else None
+    if vector is None:
+        return op
+    if vector.shape[-1] != d_model:
+        raise InterventionError(
+            f"hidden-size mismatch at {iv.site}: the value has {vector.shape[-1]} dims but the model has "
+            f"d_model={d_model}; pass mapping=... (e.g. an affine map fitted between the two models)"
+        )
+    if not isinstance(op, SetOp):
+        if vector.dim() != 1:
+            raise InterventionError(f"{type(op).__name__} needs a [D] vector, got shape {tuple(vector.shape)}")
+        return op
+    per_row = n_pairs // max(n_rows, 1)
+    if vector.dim() == 1:
+        value = vector.expand(n_pairs, -1)
+    elif vector.dim() == 2 and vector.shape[0] == n_pairs:
+        value = vector
+    elif vector.dim() == 2 and vector.shape[0] == per_row and per_row * n_rows == n_pairs:
+        value = vector.repeat(n_rows, 1)
+    else:
+        raise InterventionError(
+            f"patch value of shape {tuple(vector.shape)} does not fit {n_pairs} selected states "
+            f"({n_rows} rows x {per_row} positions): give [D], [{per_row}, D] or [{n_pairs}, D]"
+        )
+    return SetOp(value)
+
+
+def _fuse_sets(ops: list[CompiledOp]) -> list[CompiledOp]:
+    """Merge consecutive patches on disjoint rows into one indexed write."""
+    fused: list[CompiledOp] = []
+    for op in ops:
+        prev = fused[-1] if fused else None
+        if (
+            prev is not None
+            and isinstance(prev.op, SetOp)
+            and isinstance(op.op, SetOp)
+            and prev.loop == op.loop
+            and not set(prev.rows.tolist()) & set(op.rows.tolist())
+        ):
+            fused[-1] = CompiledOp(
+                SetOp(torch.cat([prev.op.value.to(op.op.value.device), op.op.value])),
+                torch.cat([prev.rows, op.rows]),
+                torch.cat([prev.positions, op.positions]),
+                op.loop,
+            )
+        else:
+            fused.append(op)
+    return fused

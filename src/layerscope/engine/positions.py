@@ -1,0 +1,109 @@
+"""Positions in a prompt: ints (negative from the end), slices, keywords and substrings.
+
+A position spec is resolved per prompt to token indices ``0..n-1`` of that prompt (before padding):
+
+- ``int``: Python-style; ``-1`` is the last token.
+- ``slice`` / ``range`` / a sequence of ints.
+- ``"all"``: every token; ``"last"``: the last token; ``"previous"``: every token but the last
+  (the "all previous tokens" of *Attend first, consolidate later*).
+- any other ``str`` (or :class:`Substring`): the *last* token of the substring's last occurrence in
+  the prompt. Use ``Substring("all")`` for a substring that collides with a keyword.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from layerscope.errors import SiteError
+
+KEYWORDS = ("all", "last", "previous")
+
+
+@dataclass(frozen=True)
+class Substring:
+    """A substring of the prompt, resolved to its last token."""
+
+    text: str
+
+
+PositionSpec = int | slice | range | Sequence[int] | str | Substring
+
+
+@dataclass(frozen=True)
+class PromptTokens:
+    """One prompt as the engine sees it: its text, token strings and character spans."""
+
+    text: str
+    tokens: list[str]
+    spans: list[tuple[int, int]] | None  # char span of each token in ``text`` (None if unknown)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def is_relative_to_end(spec: PositionSpec) -> bool:
+    """Whether the positions move as the sequence grows (matters for KV-cached generation)."""
+    if isinstance(spec, str) and not isinstance(spec, Substring):
+        return spec in ("last", "previous")
+    if isinstance(spec, int):
+        return spec < 0
+    if isinstance(spec, slice | range):
+        return any(v is not None and v < 0 for v in (spec.start, spec.stop)) or spec.stop is None
+    if isinstance(spec, Sequence):
+        return any(p < 0 for p in spec)
+    return False
+
+
+def resolve(spec: PositionSpec, prompt: PromptTokens) -> list[int]:
+    """Resolve ``spec`` against one prompt to sorted-as-given token indices in ``0..n-1``."""
+    n = len(prompt)
+    if isinstance(spec, Substring):
+        return [_substring_position(spec.text, prompt)]
+    if isinstance(spec, str):
+        if spec == "all":
+            return list(range(n))
+        if spec == "last":
+            return [n - 1]
+        if spec == "previous":
+            return list(range(n - 1))
+        return [_substring_position(spec, prompt)]
+    if isinstance(spec, bool):
+        raise SiteError(f"position must be an int, slice, keyword or substring, not {spec!r}")
+    if isinstance(spec, int):
+        return [_check_int(spec, prompt)]
+    if isinstance(spec, slice):
+        return list(range(n))[spec]
+    if isinstance(spec, range | Sequence):
+        return [_check_int(int(p), prompt) for p in spec]
+    raise SiteError(
+        f"unsupported position {spec!r}: use an int, a slice, a list of ints, "
+        f"one of {KEYWORDS}, or a substring of the prompt"
+    )
+
+
+def _check_int(p: int, prompt: PromptTokens) -> int:
+    n = len(prompt)
+    if not -n <= p < n:
+        raise SiteError(
+            f"position {p} is beyond the prompt: it has {n} tokens {prompt.tokens}; "
+            f"valid positions are {-n}..{n - 1}"
+        )
+    return p % n
+
+
+def _substring_position(sub: str, prompt: PromptTokens) -> int:
+    start = prompt.text.rfind(sub) if sub else -1
+    if start < 0:
+        raise SiteError(f"substring {sub!r} is not in the prompt {prompt.text!r}; its tokens are {prompt.tokens}")
+    last_char = start + len(sub) - 1
+    if prompt.spans is not None:
+        for i, (s, e) in enumerate(prompt.spans):
+            if s <= last_char < e:
+                return i
+        # byte-level tokenizers may report a span that excludes a leading space: fall back to
+        # the last token starting at or before the substring's last character
+        candidates = [i for i, (s, e) in enumerate(prompt.spans) if s <= last_char and e > s]
+        if candidates:
+            return candidates[-1]
+    raise SiteError(f"could not map substring {sub!r} to a token of {prompt.tokens}")

@@ -1,0 +1,71 @@
+"""What a run returns: logits, captured states, and the batch they belong to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from layerscope.engine.batch import Batch
+from layerscope.engine.positions import PositionSpec
+from layerscope.errors import SiteError
+
+
+@dataclass
+class RunResult:
+    """The outcome of one forward pass.
+
+    Attributes:
+        batch: the (left-padded) batch; row ``p * V + v`` is prompt p, variant v.
+        logits: ``[B, T', V]`` (T' = T, or 1 with ``logits="last"``), or None for encoders.
+        cache: captured states ``{(site, layer, iteration): [B, T, D]}``.
+        past_key_values: the KV cache when the run kept it (for prefix reuse / generation).
+        offset: number of leading positions that came from a reused KV prefix (not in ``cache``).
+        n_variants: V, the number of variants per prompt.
+    """
+
+    batch: Batch
+    logits: torch.Tensor | None
+    cache: dict[tuple[str, int, int], torch.Tensor] = field(default_factory=dict)
+    past_key_values: object | None = None
+    offset: int = 0
+    n_variants: int = 1
+    capture_positions: PositionSpec | None = None
+
+    def get(self, site: str, layer: int, iteration: int = 0) -> torch.Tensor:
+        """Captured ``[B, T, D]`` states at a site; a clear error if it was not captured."""
+        try:
+            return self.cache[(site, layer, iteration)]
+        except KeyError:
+            have = sorted({(s, l) for s, l, _ in self.cache})
+            raise SiteError(
+                f"{site}[{layer}] (iteration {iteration}) was not captured; pass capture=[{site!r}] "
+                f"(captured: {have[:6]}{' ...' if len(have) > 6 else ''})"
+            ) from None
+
+    def stack(self, site: str, layers: list[int] | None = None, iteration: int = 0) -> torch.Tensor:
+        """``[L', B, T, D]`` states of ``site`` over ``layers`` (default: every captured layer)."""
+        if layers is None:
+            layers = sorted(l for s, l, i in self.cache if s == site and i == iteration)
+        if not layers:
+            raise SiteError(f"no {site} states were captured; pass capture=[{site!r}]")
+        return torch.stack([self.get(site, l, iteration) for l in layers])
+
+    def state(self, site: str, layer: int, positions: PositionSpec = "all", row: int = 0) -> torch.Tensor:
+        """``[P, D]`` states of one row at positions given relative to its prompt (for patching)."""
+        if self.capture_positions is not None or self.offset:
+            raise SiteError("state() needs a full capture without prefix reuse; index result.cache directly")
+        index = self.batch.positions(positions, row)
+        return self.get(site, layer)[row, index]
+
+    @property
+    def last_logits(self) -> torch.Tensor:
+        """``[B, V]`` logits at each row's last real token (index T-1: the batch is left-padded)."""
+        if self.logits is None:
+            raise SiteError("this run has no logits (an encoder, or logits=None)")
+        return self.logits[:, -1]
+
+    def iterations(self, site: str) -> list[tuple[int, int]]:
+        """(layer, iteration) pairs captured at ``site``, in execution order (for looped runs)."""
+        keys = [(l, i) for s, l, i in self.cache if s == site]
+        return keys  # dict insertion order is execution order

@@ -1,0 +1,185 @@
+"""One forward pass with interventions, captures, variants, a start layer, loops and prefix reuse."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Sequence
+
+import torch
+
+from layerscope.engine.batch import Batch, tokenize
+from layerscope.engine.interventions import SITES, Intervention, resolve_layers
+from layerscope.engine.plan import compile_plan
+from layerscope.engine.positions import PositionSpec
+from layerscope.engine.result import RunResult
+from layerscope.engine.session import HookSession, Loop
+from layerscope.errors import InterventionError, SiteError
+
+CaptureSpec = str | tuple[str, object] | Sequence[str | tuple[str, object]]
+
+
+def parse_capture(capture: CaptureSpec | None, n_layers: int) -> dict[str, set[int]]:
+    """``"resid_post"`` / ``("resid_post", "0:5")`` / a list of those -> ``{site: {layers}}``."""
+    if capture is None:
+        return {}
+    items = [capture] if isinstance(capture, str | tuple) else list(capture)
+    spec: dict[str, set[int]] = {}
+    for item in items:
+        site, layers = (item, "all") if isinstance(item, str) else item
+        if site not in SITES:
+            raise SiteError(f"unknown site {site!r}: use one of {', '.join(SITES)}")
+        spec.setdefault(site, set()).update(resolve_layers(layers, n_layers))
+    return spec
+
+
+def expand_variants(
+    batch: Batch, interventions: Sequence[Intervention], variants: Sequence[Sequence[Intervention]] | None
+) -> tuple[Batch, list[Intervention], int]:
+    """Repeat each prompt once per variant; variant v of prompt p is row ``p * V + v``."""
+    if variants is None:
+        return batch, list(interventions), 1
+    n_variants = len(variants)
+    if n_variants == 0:
+        raise InterventionError("variants is empty: pass at least one list of interventions (it may be [])")
+    expanded = batch.repeat(n_variants)
+    ivs = list(interventions)
+    for v, variant in enumerate(variants):
+        rows = [p * n_variants + v for p in range(batch.size)]
+        ivs.extend(iv.on_rows(rows) for iv in variant)
+    return expanded, ivs, n_variants
+
+
+def _accepts(module, name: str) -> bool:
+    try:
+        return name in inspect.signature(module.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def run(
+    model,
+    prompts: str | Sequence[str] | Batch,
+    *,
+    interventions: Sequence[Intervention] = (),
+    variants: Sequence[Sequence[Intervention]] | None = None,
+    capture: CaptureSpec | None = None,
+    capture_positions: PositionSpec | None = None,
+    start_layer: int = 0,
+    start_states: torch.Tensor | None = None,
+    loop: Loop | tuple[int, int, int] | None = None,
+    logits: str | None = "all",
+    prefix: RunResult | None = None,
+    prefix_length: int = 0,
+    keep_cache: bool = False,
+) -> RunResult:
+    """Run ``model`` once on a batch with interventions. See ``Model.run`` for the arguments."""
+    batch = prompts if isinstance(prompts, Batch) else tokenize(model.tokenizer, prompts, model.device)
+    batch, ivs, n_variants = expand_variants(batch, interventions, variants)
+    n_layers = model.n_layers
+    if loop is not None and not isinstance(loop, Loop):
+        loop = Loop(*loop)
+    if loop is not None:
+        _check_loop(loop, n_layers)
+        if start_layer > loop.start:
+            raise InterventionError("start_layer must not be inside or above a looped block")
+    offset = 0
+    if prefix is not None:
+        offset = _check_prefix(prefix, prefix_length, batch)
+    plan = compile_plan(ivs, batch, n_layers, model.d_model, offset, model.available_sites)
+    capture_spec = parse_capture(capture, n_layers)
+    capture_index = None
+    if capture_positions is not None:
+        capture_index = _capture_index(batch, capture_positions, offset)
+    start_layer = resolve_layers(start_layer, n_layers)[0] if start_layer else 0
+    start_states = _check_start(start_states, start_layer, batch, offset, model.d_model)
+    if start_layer and any(l < start_layer for ls in capture_spec.values() for l in ls):
+        raise SiteError(f"layers below start_layer={start_layer} are not computed and cannot be captured")
+
+    inputs = batch.model_inputs()
+    if offset:
+        inputs = {k: v[:, offset:] if k != "attention_mask" else v for k, v in inputs.items()}
+        inputs["position_ids"] = torch.arange(offset, batch.length, device=batch.input_ids.device).expand(batch.size, -1)
+        inputs["past_key_values"] = _expand_cache(prefix.past_key_values, offset, batch.size)
+    hf = model.hf
+    if model.is_causal:
+        inputs["use_cache"] = keep_cache and loop is None
+        if logits != "all" and _accepts(hf, "logits_to_keep"):
+            inputs["logits_to_keep"] = 1
+    session = HookSession(
+        model.adapter,
+        plan,
+        capture_spec,
+        batch.attention_mask[:, offset:],
+        start_layer=start_layer,
+        start_states=start_states,
+        loop=loop,
+        capture_index=capture_index,
+    )
+    with session, torch.no_grad():
+        session.reset()
+        out = hf(**inputs)
+    out_logits = getattr(out, "logits", None) if logits is not None else None
+    if out_logits is not None and logits == "last":
+        out_logits = out_logits[:, -1:]
+    return RunResult(
+        batch=batch,
+        logits=out_logits,
+        cache=session.captured,
+        past_key_values=getattr(out, "past_key_values", None) if keep_cache else None,
+        offset=offset,
+        n_variants=n_variants,
+        capture_positions=capture_positions,
+    )
+
+
+def _check_loop(loop: Loop, n_layers: int) -> None:
+    if not (0 <= loop.start < loop.stop <= n_layers) or loop.times < 1:
+        raise InterventionError(
+            f"invalid loop block [{loop.start}, {loop.stop}) x {loop.times}: need 0 <= a < b <= {n_layers} "
+            "and at least one iteration"
+        )
+
+
+def _check_prefix(prefix: RunResult, length: int, batch: Batch) -> int:
+    if prefix.past_key_values is None:
+        raise InterventionError("the prefix run kept no KV cache: run it with keep_cache=True")
+    if any(batch.pad):
+        raise InterventionError("prefix reuse needs unpadded rows (variants of one prompt)")
+    if not 0 < length < batch.length:
+        raise InterventionError(f"prefix_length must be in 1..{batch.length - 1}, got {length}")
+    if not torch.equal(prefix.batch.input_ids[0, :length], batch.input_ids[0, :length]):
+        raise InterventionError("the prefix run's tokens differ from this prompt's first prefix_length tokens")
+    return length
+
+
+def _expand_cache(cache, length: int, batch_size: int):
+    """A private copy of ``cache`` cropped to ``length`` positions and repeated over the batch."""
+    cache = copy.deepcopy(cache)
+    cache.crop(length)
+    if batch_size > 1:
+        cache.batch_repeat_interleave(batch_size)
+    return cache
+
+
+def _capture_index(batch: Batch, spec: PositionSpec, offset: int) -> torch.Tensor:
+    rows = [[p - offset for p in batch.positions(spec, r)] for r in range(batch.size)]
+    if len({len(r) for r in rows}) != 1:
+        raise SiteError(f"capture_positions={spec!r} selects a different number of tokens per prompt")
+    if any(p < 0 for r in rows for p in r):
+        raise SiteError("capture_positions fall inside the reused KV prefix")
+    return torch.tensor(rows, device=batch.input_ids.device)
+
+
+def _check_start(states, start_layer: int, batch: Batch, offset: int, d_model: int):
+    if states is None:
+        if start_layer:
+            raise InterventionError(f"start_layer={start_layer} needs start_states (resid_pre[{start_layer}])")
+        return None
+    expected = (batch.size, batch.length - offset, d_model)
+    if states.dim() != 3 or states.shape[1:] != expected[1:] or states.shape[0] not in (1, batch.size):
+        raise InterventionError(
+            f"start_states has shape {tuple(states.shape)}, expected {expected} (or batch 1): "
+            "resid_pre states of the same prompts, as captured from a run of this model"
+        )
+    return states.expand(batch.size, -1, -1)

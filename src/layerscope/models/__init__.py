@@ -1,0 +1,1 @@
+"""Loading models offline and finding their parts."""

