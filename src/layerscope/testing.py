@@ -10,14 +10,109 @@ import torch
 
 ARCHITECTURES = ("llama", "gpt2", "gpt_neox", "gemma3", "qwen2", "bert")
 
-_WORDS = (
-    "the a an of in on to is was and or not it this that with for as at by from be are were "
-    "capital city country france paris spain madrid italy rome germany berlin japan tokyo "
-    "cat dog bird fish tree river mountain sea sun moon star red green blue big small old new "
-    "q what who where when why how yes no one two three four five six seven eight nine zero "
-    "hello world model layer token answer question king queen man woman boy girl eiffel tower "
-    "colosseum located famous language speak english french german food water fire music"
-).split()
+_WORDS = [
+    "the",
+    "a",
+    "an",
+    "of",
+    "in",
+    "on",
+    "to",
+    "is",
+    "was",
+    "and",
+    "or",
+    "not",
+    "it",
+    "this",
+    "that",
+    "with",
+    "for",
+    "as",
+    "at",
+    "by",
+    "from",
+    "be",
+    "are",
+    "were",
+    "capital",
+    "city",
+    "country",
+    "france",
+    "paris",
+    "spain",
+    "madrid",
+    "italy",
+    "rome",
+    "germany",
+    "berlin",
+    "japan",
+    "tokyo",
+    "cat",
+    "dog",
+    "bird",
+    "fish",
+    "tree",
+    "river",
+    "mountain",
+    "sea",
+    "sun",
+    "moon",
+    "star",
+    "red",
+    "green",
+    "blue",
+    "big",
+    "small",
+    "old",
+    "new",
+    "q",
+    "what",
+    "who",
+    "where",
+    "when",
+    "why",
+    "how",
+    "yes",
+    "no",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "zero",
+    "hello",
+    "world",
+    "model",
+    "layer",
+    "token",
+    "answer",
+    "question",
+    "king",
+    "queen",
+    "man",
+    "woman",
+    "boy",
+    "girl",
+    "eiffel",
+    "tower",
+    "colosseum",
+    "located",
+    "famous",
+    "language",
+    "speak",
+    "english",
+    "french",
+    "german",
+    "food",
+    "water",
+    "fire",
+    "music",
+]
 _SYMBOLS = list(".,:;?!->+=()'\"\n") + [str(d) for d in range(10)]
 
 
@@ -44,32 +139,57 @@ def tiny_config(arch: str, vocab_size: int, n_layers: int = 4, d_model: int = 32
     common = dict(vocab_size=vocab_size, pad_token_id=0, eos_token_id=2, bos_token_id=2)
     if arch == "llama":
         return tf.LlamaConfig(
-            hidden_size=d_model, intermediate_size=2 * d_model, num_hidden_layers=n_layers,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, **common,
+            hidden_size=d_model,
+            intermediate_size=2 * d_model,
+            num_hidden_layers=n_layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=256,
+            **common,
         )
     if arch == "qwen2":
         return tf.Qwen2Config(
-            hidden_size=d_model, intermediate_size=2 * d_model, num_hidden_layers=n_layers,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, **common,
+            hidden_size=d_model,
+            intermediate_size=2 * d_model,
+            num_hidden_layers=n_layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=256,
+            **common,
         )
     if arch == "gemma3":
         return tf.Gemma3TextConfig(
-            hidden_size=d_model, intermediate_size=2 * d_model, num_hidden_layers=n_layers,
-            num_attention_heads=4, num_key_value_heads=1, head_dim=8, sliding_window=4,
+            hidden_size=d_model,
+            intermediate_size=2 * d_model,
+            num_hidden_layers=n_layers,
+            num_attention_heads=4,
+            num_key_value_heads=1,
+            head_dim=8,
+            sliding_window=4,
             layer_types=["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(n_layers)],
-            max_position_embeddings=256, **common,
+            max_position_embeddings=256,
+            **common,
         )
     if arch == "gpt2":
         return tf.GPT2Config(n_embd=d_model, n_layer=n_layers, n_head=4, n_positions=256, **common)
     if arch == "gpt_neox":
         return tf.GPTNeoXConfig(
-            hidden_size=d_model, intermediate_size=2 * d_model, num_hidden_layers=n_layers,
-            num_attention_heads=4, max_position_embeddings=256, **common,
+            hidden_size=d_model,
+            intermediate_size=2 * d_model,
+            num_hidden_layers=n_layers,
+            num_attention_heads=4,
+            max_position_embeddings=256,
+            **common,
         )
     if arch == "bert":
         return tf.BertConfig(
-            hidden_size=d_model, intermediate_size=2 * d_model, num_hidden_layers=n_layers,
-            num_attention_heads=4, max_position_embeddings=256, vocab_size=vocab_size, pad_token_id=0,
+            hidden_size=d_model,
+            intermediate_size=2 * d_model,
+            num_hidden_layers=n_layers,
+            num_attention_heads=4,
+            max_position_embeddings=256,
+            vocab_size=vocab_size,
+            pad_token_id=0,
         )
     raise ValueError(f"unknown tiny architecture {arch!r}: use one of {ARCHITECTURES}")
 

@@ -104,8 +104,7 @@ def from_ids(tokenizer, rows: list[list[int]], texts: list[str], spans, device) 
     if any(pad):
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
     prompts = [
-        PromptTokens(text, tokenizer.convert_ids_to_tokens(r), s)
-        for text, r, s in zip(texts, rows, spans, strict=True)
+        PromptTokens(text, tokenizer.convert_ids_to_tokens(r), s) for text, r, s in zip(texts, rows, spans, strict=True)
     ]
     batch = Batch(prompts, input_ids, mask, position_ids, pad)
     return batch.to(device)

@@ -85,22 +85,36 @@ class ZeroOp(Op):
 
 @dataclass
 class MeanOp(Op):
-    """Replace by a given mean vector, or by the mean of the site over the batch's real tokens."""
+    """Replace by a given ``[D]`` mean (e.g. over a dataset), or else by the mean over the same
+    prompt's real tokens at that site (per row, so a variant never depends on its batch-mates)."""
 
     value: torch.Tensor | None = None
 
     def transform(self, states, context):
         if self.value is not None:
             return self.value.to(states.device, states.dtype).expand_as(states)
-        mask = context.mask.to(states.dtype).unsqueeze(-1)
-        mean = (context.hidden * mask).sum((0, 1)) / mask.sum().clamp(min=1)
-        return mean.expand_as(states)
+        mask = context.mask.to(states.dtype).unsqueeze(-1)  # [B, T, 1]
+        row_means = (context.hidden * mask).sum(1) / mask.sum(1).clamp(min=1)  # [B, D]
+        return row_means[context.rows]
 
 
 def _generator(seed: int, device: torch.device) -> torch.Generator:
     g = torch.Generator(device=device)
     g.manual_seed(seed)
     return g
+
+
+def _draw_per_row(shape: torch.Size, rows: torch.Tensor, seed: int, device: torch.device, draw) -> torch.Tensor:
+    """Draw ``[N, D]`` random numbers so that each batch row gets what it would get alone.
+
+    Every row restarts the generator from ``seed``, so a prompt's noise does not depend on the
+    other rows of the batch: batched variants equal one-by-one runs.
+    """
+    out = torch.empty(shape, device=device)
+    for row in rows.unique().tolist():
+        where = (rows == row).nonzero().squeeze(-1)
+        out[where] = draw((len(where), shape[-1]), _generator(seed, device))
+    return out
 
 
 @dataclass
@@ -110,8 +124,13 @@ class RandomOp(Op):
     seed: int = 0
 
     def transform(self, states, context):
-        noise = torch.randn(states.shape, generator=_generator(self.seed, states.device), device=states.device)
-        noise = noise.to(states.dtype)
+        noise = _draw_per_row(
+            states.shape,
+            context.rows,
+            self.seed,
+            states.device,
+            lambda shape, g: torch.randn(shape, generator=g, device=states.device),
+        ).to(states.dtype)
         return noise * (states.norm(dim=-1, keepdim=True) / noise.norm(dim=-1, keepdim=True))
 
 
@@ -122,9 +141,14 @@ class ShuffleOp(Op):
     seed: int = 0
 
     def transform(self, states, context):
-        g = _generator(self.seed, states.device)
-        perm = torch.rand(states.shape, generator=g, device=states.device).argsort(dim=-1)
-        return states.gather(-1, perm)
+        keys = _draw_per_row(
+            states.shape,
+            context.rows,
+            self.seed,
+            states.device,
+            lambda shape, g: torch.rand(shape, generator=g, device=states.device),
+        )
+        return states.gather(-1, keys.argsort(dim=-1))
 
 
 @dataclass
@@ -203,11 +227,10 @@ def resolve_layers(spec: LayerSpec, n_layers: int) -> list[int]:
             if ":" in text:
                 start, _, stop = text.partition(":")
                 return list(range(n_layers))[slice(int(start) if start else None, int(stop) if stop else None)]
-            if "," in text:
-                return [_check_layer(int(t), n_layers) for t in text.split(",")]
-            return [_check_layer(int(text), n_layers)]
+            numbers = [int(t) for t in text.split(",")]
         except ValueError:
             raise SiteError(f"cannot read layers {spec!r}: use 'all', an int, 'a:b' or 'a,b,c'; {valid}") from None
+        return [_check_layer(i, n_layers) for i in numbers]
     if isinstance(spec, bool):
         raise SiteError(f"layer must be an int, not {spec!r}")
     if isinstance(spec, int):
@@ -260,8 +283,10 @@ def zero(site: str, layer: LayerSpec, positions: PositionSpec = "all") -> Interv
     return Intervention(site, layer, positions, ZeroOp())
 
 
-def mean(site: str, layer: LayerSpec, positions: PositionSpec = "all", value: torch.Tensor | None = None) -> Intervention:
-    """Mean ablation: a given ``[D]`` mean, or the batch mean over real tokens at that site."""
+def mean(
+    site: str, layer: LayerSpec, positions: PositionSpec = "all", value: torch.Tensor | None = None
+) -> Intervention:
+    """Mean ablation: a given ``[D]`` mean, or else the mean over each prompt's own real tokens."""
     return Intervention(site, layer, positions, MeanOp(value))
 
 

@@ -68,6 +68,7 @@ def compile_plan(
     d_model: int,
     offset: int = 0,
     available_sites: set[str] | None = None,
+    drop_prefix: bool = False,
 ) -> Plan:
     """Resolve every intervention against ``batch``.
 
@@ -75,6 +76,8 @@ def compile_plan(
         offset: positions ``< offset`` are already in a KV cache (prefix reuse / generation); an
             intervention there cannot apply and raises, and indices are shifted by ``-offset``.
         available_sites: site kinds the model supports (attn_out/mlp_out need found sub-blocks).
+        drop_prefix: silently skip positions inside the cache instead of raising (generation steps,
+            where those positions were handled when they were computed).
     """
     plan = Plan()
     device = batch.input_ids.device
@@ -84,6 +87,8 @@ def compile_plan(
         layers = resolve_layers(iv.layers, n_layers)
         rows = range(batch.size) if iv.rows is None else iv.rows
         pairs = [(r, p) for r in rows for p in batch.positions(iv.positions, r)]
+        if drop_prefix:
+            pairs = [(r, p) for r, p in pairs if p >= offset]
         if not pairs:
             continue
         in_prefix = [p for _, p in pairs if p < offset]
@@ -109,7 +114,9 @@ def compile_plan(
 
 def _bind_value(iv: Intervention, n_pairs: int, n_rows: int, d_model: int) -> Op:
     op = iv.op
-    vector = op.vector if isinstance(op, AddOp) else getattr(op, "value", None) if isinstance(op, SetOp | MeanOp) else None
+    vector = (
+        op.vector if isinstance(op, AddOp) else getattr(op, "value", None) if isinstance(op, SetOp | MeanOp) else None
+    )
     if vector is None:
         return op
     if vector.shape[-1] != d_model:

@@ -86,8 +86,7 @@ def _check_int(p: int, prompt: PromptTokens) -> int:
     n = len(prompt)
     if not -n <= p < n:
         raise SiteError(
-            f"position {p} is beyond the prompt: it has {n} tokens {prompt.tokens}; "
-            f"valid positions are {-n}..{n - 1}"
+            f"position {p} is beyond the prompt: it has {n} tokens {prompt.tokens}; valid positions are {-n}..{n - 1}"
         )
     return p % n
 

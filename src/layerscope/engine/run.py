@@ -99,7 +99,9 @@ def run(
     inputs = batch.model_inputs()
     if offset:
         inputs = {k: v[:, offset:] if k != "attention_mask" else v for k, v in inputs.items()}
-        inputs["position_ids"] = torch.arange(offset, batch.length, device=batch.input_ids.device).expand(batch.size, -1)
+        inputs["position_ids"] = torch.arange(offset, batch.length, device=batch.input_ids.device).expand(
+            batch.size, -1
+        )
         inputs["past_key_values"] = _expand_cache(prefix.past_key_values, offset, batch.size)
     hf = model.hf
     if model.is_causal:

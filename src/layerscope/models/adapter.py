@@ -76,7 +76,9 @@ class Adapter:
     def inspect(cls, hf: nn.Module) -> Adapter:
         """Build the adapter for any HF model; raise :class:`AdapterError` naming what is missing."""
         config = _text_config(getattr(hf, "config", None))
-        expected = next((getattr(config, k) for k in _LAYER_COUNT_KEYS if isinstance(getattr(config, k, None), int)), None)
+        expected = next(
+            (getattr(config, k) for k in _LAYER_COUNT_KEYS if isinstance(getattr(config, k, None), int)), None
+        )
         blocks_path, blocks = _find_blocks(hf, expected)
         parent = _get(hf, blocks_path.rsplit(".", 1)[0]) if "." in blocks_path else hf
         final_norm = _find_final_norm(parent)

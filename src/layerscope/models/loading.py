@@ -53,9 +53,7 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     try:
         return _DTYPES[str(dtype).lower()]
     except KeyError:
-        raise ModelNotFoundError(
-            f"unknown dtype {dtype!r}: use one of {', '.join(sorted(set(_DTYPES)))}"
-        ) from None
+        raise ModelNotFoundError(f"unknown dtype {dtype!r}: use one of {', '.join(sorted(set(_DTYPES)))}") from None
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,11 @@ class Model:
         self.adapter = Adapter.inspect(hf)
         self.kind = kind or ("causal" if self.adapter.unembed is not None else "encoder")
         config = _text_config(hf.config)
-        self.d_model = int(getattr(config, "hidden_size", None) or getattr(config, "n_embd", None) or self.adapter.embed.weight.shape[1])
+        self.d_model = int(
+            getattr(config, "hidden_size", None)
+            or getattr(config, "n_embd", None)
+            or self.adapter.embed.weight.shape[1]
+        )
         self.vocab_size = int(getattr(config, "vocab_size", None) or self.adapter.embed.weight.shape[0])
         self.available_sites = {"resid_pre", "resid_post"}
         # post-LN encoders (BERT) fold the residual and a norm into their "attention" module, so

@@ -1,0 +1,134 @@
+"""``models``, ``info``, ``lens`` and ``capture``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from layerscope.cli.common import emit, load_model, status
+from layerscope.engine.interventions import resolve_layers
+from layerscope.errors import LayerscopeError
+from layerscope.io import atomic_write, write_json
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from layerscope.models.registry import BUILTIN_MODELS, DEFAULT_MODEL
+
+    rows = [
+        {
+            "name": m.name,
+            "default": m.name == DEFAULT_MODEL,
+            "installed": m.is_installed(),
+            "kind": m.kind,
+            "hf_name": m.hf_name,
+            "description": m.description,
+            "install": m.install,
+        }
+        for m in BUILTIN_MODELS.values()
+    ]
+    table = pd.DataFrame(rows)
+    emit(table, args, table[["name", "default", "installed", "kind", "hf_name", "description"]])
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    info = load_model(args).info()
+    table = pd.DataFrame([vars(info)])
+    emit(table, args, "\n".join(f"{k:>13}: {v}" for k, v in vars(info).items()))
+
+
+def cmd_lens(args: argparse.Namespace) -> None:
+    from layerscope.lens import logit_lens
+    from layerscope.plotting import lens_heatmap
+
+    model = load_model(args)
+    table = logit_lens(model, args.text, layers=args.layers)
+    table = table.drop(columns=["prompt", "rank"])
+    readable = table.pivot(index="layer", columns="position", values="top_token").sort_index(ascending=False)
+    readable.columns = [
+        f"{p}:{t!r}" for p, t in zip(readable.columns, table.drop_duplicates("position")["token"], strict=True)
+    ]
+    readable = readable.map(lambda t: repr(t)[1:-1])
+    readable.index.name = "layer"
+    if args.out:
+        path = lens_heatmap(table.assign(prompt=0, rank=0), args.out, title=f"Logit lens: {args.text!r}")
+        status(f"wrote {path}")
+    emit(table, args, readable.to_string())
+
+
+def cmd_capture(args: argparse.Namespace) -> None:
+    from safetensors.torch import save_file
+
+    texts = list(args.text)
+    if args.texts:
+        texts += [line for line in Path(args.texts).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not texts:
+        raise LayerscopeError("no text to capture: give TEXT arguments or --texts FILE")
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise LayerscopeError(f"--out must end in .safetensors, got {out.name}")
+    model = load_model(args)
+    sites = [s.strip() for s in args.sites.split(",") if s.strip()]
+    layers = resolve_layers(args.layers, model.n_layers)
+    batch = model.tokenize(texts)  # one padded layout for the whole file
+    chunks: dict[str, list[torch.Tensor]] = {s: [] for s in sites}
+    for start in tqdm(
+        range(0, batch.size, args.batch_size), desc="capture", disable=args.json or batch.size <= args.batch_size
+    ):
+        rows = slice(start, start + args.batch_size)
+        sub = type(batch)(
+            batch.prompts[rows],
+            batch.input_ids[rows],
+            batch.attention_mask[rows],
+            None if batch.position_ids is None else batch.position_ids[rows],
+            batch.pad[rows],
+        )
+        result = model.run(sub, capture=[(s, layers) for s in sites], logits=None)
+        for site in sites:
+            chunks[site].append(result.stack(site, layers).cpu())
+    tensors = {site: torch.cat(parts, dim=1).contiguous() for site, parts in chunks.items()}
+    tensors["input_ids"] = batch.input_ids.cpu()
+    tensors["attention_mask"] = batch.attention_mask.cpu()
+    atomic_write(out, lambda tmp: save_file(tensors, str(tmp)))
+    sidecar = out.with_suffix(".json")
+    write_json(
+        sidecar,
+        {
+            "model": model.name,
+            "source": model.source,
+            "texts": texts,
+            "tokens": [p.tokens for p in batch.prompts],
+            "padding": "left",
+            "pad": batch.pad,
+            "layout": {
+                site: {
+                    "layers": layers,
+                    "dims": ["layer", "prompt", "position", "hidden"],
+                    "shape": list(tensors[site].shape),
+                }
+                for site in sites
+            },
+            "note": "resid_post[l] is the output of block l, before the final norm",
+        },
+    )
+    status(f"wrote {out} and {sidecar}")
+    rows = [
+        {
+            "site": s,
+            "layer": l,
+            "n_prompts": batch.size,
+            "n_positions": batch.length,
+            "d_model": model.d_model,
+            "file": str(out),
+        }
+        for s in sites
+        for l in layers
+    ]
+    emit(
+        pd.DataFrame(rows),
+        args,
+        f"captured {', '.join(sites)} at {len(layers)} layers for {batch.size} prompt(s) -> {out}",
+    )

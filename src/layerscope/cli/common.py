@@ -1,0 +1,63 @@
+"""Options every command shares, model loading with status on stderr, and result output.
+
+stdout carries only results: a readable table, or with ``--json`` a JSON array of row objects
+and nothing else. Everything else (progress, timings, where files went) goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import pandas as pd
+
+from layerscope.io import table_records
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("common options")
+    group.add_argument(
+        "--model",
+        default=None,
+        help="built-in name (smollm2-135m [default], gemma3-270m, minilm-l6), a .gguf file, "
+        "a local Hugging Face folder, or a hub id already in the local hub cache",
+    )
+    group.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    group.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16", "float16"],
+        help="weights and activations dtype (default: float32)",
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        help="print the result table as a JSON array of row objects, and nothing else, on stdout",
+    )
+
+
+def status(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def load_model(args: argparse.Namespace):
+    from layerscope.models.model import load
+
+    start = time.perf_counter()
+    model = load(args.model, device=args.device, dtype=args.dtype, progress=not args.json)
+    status(
+        f"loaded {model.name} ({model.n_layers} layers, d_model {model.d_model}) in {time.perf_counter() - start:.1f}s"
+    )
+    return model
+
+
+def emit(table: pd.DataFrame, args: argparse.Namespace, readable: pd.DataFrame | str | None = None) -> None:
+    """Print ``table`` as JSON rows (``--json``) or a readable table (``readable`` if given)."""
+    if args.json:
+        json.dump(table_records(table), sys.stdout)
+        sys.stdout.write("\n")
+        return
+    shown = table if readable is None else readable
+    print(shown if isinstance(shown, str) else shown.to_string(index=False))
