@@ -40,3 +40,67 @@ def assert_clean(model) -> None:
         assert "forward" not in module.__dict__, f"wrapper left on {name}"
         assert not module._forward_hooks, f"forward hook left on {name}"
         assert not module._forward_pre_hooks, f"pre-hook left on {name}"
+
+
+def site_hook(model, site: str, layer: int, fn):
+    """A raw hook ``(module, kind, hook)`` that replaces the ``[B, T, D]`` state at a site by ``fn(state)``.
+
+    ``resid_pre`` is the first positional input of the block, ``resid_post`` its output, ``attn_out`` /
+    ``mlp_out`` the output (first element) of the attention / MLP sub-module.
+    """
+    adapter = model.adapter
+    if site == "resid_pre":
+
+        def pre(module, args):
+            return (fn(args[0]), *args[1:])
+
+        return (adapter.blocks[layer], "pre", pre)
+    module = {"resid_post": adapter.blocks, "attn_out": adapter.attn, "mlp_out": adapter.mlp}[site][layer]
+
+    def post(module, args, output):
+        if isinstance(output, tuple):
+            return (fn(output[0]), *output[1:])
+        return fn(output)
+
+    return (module, "post", post)
+
+
+def freeze_hooks(model, layer: int, positions):
+    """Hand-made freeze: record ``resid_pre[layer]`` at ``positions`` and write it into every later block's input."""
+    slot = {}
+
+    def record(h):
+        slot["states"] = h[:, positions].clone()
+        return h
+
+    def replay(h):
+        h = h.clone()
+        h[:, positions] = slot["states"]
+        return h
+
+    hooks = [site_hook(model, "resid_pre", layer, record)]
+    hooks += [site_hook(model, "resid_pre", j, replay) for j in range(layer + 1, model.n_layers)]
+    return hooks
+
+
+def looped_copy(model, start: int, stop: int, times: int):
+    """An independent looped model: a deep copy whose block list is
+    ``[0..stop-1] + [start..stop-1] * (times - 1) + [stop..L-1]`` (the same module objects repeated).
+
+    Run it with ``use_cache=False`` (a repeated block would write its cache slot twice).
+    """
+    import copy
+
+    from torch import nn
+
+    hf = copy.deepcopy(model.hf)
+    path = model.adapter.blocks_path
+    parent_path, _, name = path.rpartition(".")
+    parent = hf.get_submodule(parent_path) if parent_path else hf
+    blocks = list(getattr(parent, name))
+    order = list(range(stop)) + list(range(start, stop)) * (times - 1) + list(range(stop, len(blocks)))
+    setattr(parent, name, nn.ModuleList([blocks[i] for i in order]))
+    hf.config.num_hidden_layers = len(order)
+    if getattr(hf.config, "layer_types", None) is not None:  # per-layer attention kinds (sliding / full)
+        hf.config.layer_types = [hf.config.layer_types[i] for i in order]
+    return hf, order

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -100,6 +100,10 @@ def compile_plan(
         row_idx = torch.tensor([r for r, _ in pairs], device=device)
         pos_idx = torch.tensor([p - offset for _, p in pairs], device=device)
         op = _bind_value(iv, len(pairs), len(set(r for r, _ in pairs)), d_model)
+        if isinstance(op, FreezeOp):
+            # a private slot per compiled intervention: one freeze object shared by several
+            # variants must not hand one variant's recorded states to another
+            op = replace(op, slot={})
         for layer in layers:
             plan.ops[(iv.site, layer)].append(CompiledOp(op, row_idx, pos_idx, iv.loop))
         if isinstance(op, FreezeOp):

@@ -81,7 +81,7 @@ class HookSession:
         n = self.adapter.n_layers
         layers_needed = set(self.plan.layers()) | {l for ls in self.capture.values() for l in ls}
         sub_sites = {site for site, _ in self.plan.ops} | set(self.capture)
-        if self.start_layer > 0:
+        if self.start_layer > 0 or self.start_states is not None:
             layers_needed |= set(range(self.start_layer + 1))
         if self.loop is not None:
             layers_needed |= set(range(self.loop.start, self.loop.stop))

@@ -106,7 +106,9 @@ class Model:
             start_layer, start_states: run blocks ``l..L-1`` from given ``resid_pre[l]`` states
                 ``[B or 1, T, D]``; lower blocks are skipped.
             loop: ``(a, b, n)``: blocks ``a..b-1`` run n times; states are keyed by iteration.
-            logits: ``"all"``, ``"last"`` (only the last position is unembedded) or None.
+            logits: ``"all"``, ``"last"`` (only the last position is unembedded: cheaper, but the
+                unembedding matmul then has another shape, so fp32 rounding differs by ~1e-6
+                relative between batch sizes) or None.
             prefix, prefix_length: reuse the KV cache of ``prefix`` (a run with ``keep_cache=True``)
                 for the first ``prefix_length`` tokens; only the rest is computed.
             keep_cache: return the KV cache (``result.past_key_values``).
