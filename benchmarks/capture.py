@@ -42,6 +42,12 @@ def bench_capture(model: ls.Model, n_prompts: int = 16, repeats: int = 7) -> dic
         ours += _time(layerscope_capture, 1)
         theirs += _time(plain, 1)
     ratio = statistics.median(ours) / statistics.median(theirs)
-    return {"benchmark": "capture all layers", "prompts": n_prompts, "tokens": batch.length,
-            "layerscope_s": statistics.median(ours), "hf_hidden_states_s": statistics.median(theirs),
-            "ratio": ratio, "target": "<= 1.1"}
+    return {
+        "benchmark": "capture all layers",
+        "prompts": n_prompts,
+        "tokens": batch.length,
+        "layerscope_s": statistics.median(ours),
+        "hf_hidden_states_s": statistics.median(theirs),
+        "ratio": ratio,
+        "target": "<= 1.1",
+    }

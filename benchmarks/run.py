@@ -11,14 +11,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import layerscope as ls  # noqa: E402
 from capture import bench_capture  # noqa: E402
+
+import layerscope as ls  # noqa: E402
 
 
 def main() -> None:
     model = ls.load(progress=False)
     rows = [bench_capture(model)]
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(
+        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {torch.get_num_threads()}"
+    )
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
