@@ -104,3 +104,10 @@ def looped_copy(model, start: int, stop: int, times: int):
     if getattr(hf.config, "layer_types", None) is not None:  # per-layer attention kinds (sliding / full)
         hf.config.layer_types = [hf.config.layer_types[i] for i in order]
     return hf, order
+
+
+def assert_clean_of_layerscope(model) -> None:
+    """No layerscope wrapper left (other libraries' own forward wrappers, e.g. accelerate's, may stay)."""
+    for name, module in model.hf.named_modules():
+        forward = module.__dict__.get("forward")
+        assert forward is None or forward.__qualname__.split(".")[0] != "HookSession", f"wrapper left on {name}"

@@ -57,3 +57,21 @@ def test_dtype_and_cache_settings(monkeypatch, tmp_path):
         parse_dtype("float8")
     monkeypatch.setenv("LAYERSCOPE_CACHE", str(tmp_path))
     assert cache_root() == tmp_path
+
+
+def test_device_map_auto_composes_with_the_engine(tmp_path):
+    """accelerate also replaces module forwards; our wrappers must stack on top and come off cleanly."""
+    from tests.helpers import assert_clean_of_layerscope
+
+    model = tiny("llama")
+    model.hf.save_pretrained(tmp_path, safe_serialization=True)
+    model.tokenizer.save_pretrained(tmp_path)
+    sharded = ls.load(str(tmp_path), device_map="auto")
+    prompt = "the capital of france is"
+    clean = sharded.run(prompt, capture="resid_post")
+    assert torch.allclose(clean.logits, model.run(prompt).logits, atol=1e-6)
+    steer = torch.ones(sharded.d_model)
+    steered = sharded.run(prompt, interventions=[ls.add("resid_post", 1, "all", steer)])
+    assert torch.allclose(steered.logits, model.run(prompt, interventions=[ls.add("resid_post", 1, "all", steer)]).logits,
+                          atol=1e-6)
+    assert_clean_of_layerscope(sharded)
