@@ -72,6 +72,7 @@ def test_device_map_auto_composes_with_the_engine(tmp_path):
     assert torch.allclose(clean.logits, model.run(prompt).logits, atol=1e-6)
     steer = torch.ones(sharded.d_model)
     steered = sharded.run(prompt, interventions=[ls.add("resid_post", 1, "all", steer)])
-    assert torch.allclose(steered.logits, model.run(prompt, interventions=[ls.add("resid_post", 1, "all", steer)]).logits,
-                          atol=1e-6)
+    assert torch.allclose(
+        steered.logits, model.run(prompt, interventions=[ls.add("resid_post", 1, "all", steer)]).logits, atol=1e-6
+    )
     assert_clean_of_layerscope(sharded)
