@@ -158,7 +158,15 @@ def _check_prefix(prefix: RunResult, length: int, batch: Batch) -> int:
 def _expand_cache(cache, length: int, batch_size: int):
     """A private copy of ``cache`` cropped to ``length`` positions and repeated over the batch."""
     cache = copy.deepcopy(cache)
-    cache.crop(length)
+    extra = cache.get_seq_length() - length
+    if extra > 0:
+        try:
+            cache.crop(-extra)  # a negative count removes that many trailing positions (transformers >= 5)
+        except RuntimeError as err:  # a sliding-window layer has already dropped the prefix's early positions
+            raise InterventionError(
+                f"this model's KV cache cannot be cut back to the first {length} positions ({err}); "
+                f"run the prefix on its first {length} tokens only (keep_cache=True) and reuse that run"
+            ) from None
     if batch_size > 1:
         cache.batch_repeat_interleave(batch_size)
     return cache
