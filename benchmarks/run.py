@@ -12,13 +12,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 from capture import bench_capture  # noqa: E402
+from prompt_entropy import bench_prompt_entropy  # noqa: E402
 
 import layerscope as ls  # noqa: E402
 
 
 def main() -> None:
     model = ls.load(progress=False)
-    rows = [bench_capture(model)]
+    rows = [bench_capture(model), bench_prompt_entropy(model)]
     print(
         f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {torch.get_num_threads()}"
     )

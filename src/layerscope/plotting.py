@@ -51,3 +51,37 @@ def lens_heatmap(table: pd.DataFrame, path: str | os.PathLike, title: str = "Log
     ax.set_title(title)
     fig.colorbar(im, ax=ax, label="probability of the top token")
     return _save(fig, path)
+
+
+def metric_curves(table: pd.DataFrame, path: str | os.PathLike, title: str = "Layer by Layer metrics") -> Path:
+    """One panel per metric: ``value`` vs ``depth`` (a tidy ``depth, metric, value`` table)."""
+    metrics = list(dict.fromkeys(table["metric"]))
+    ncols = min(3, len(metrics))
+    nrows = -(-len(metrics) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False)
+    for ax, name in zip(axes.flat, metrics, strict=False):
+        rows = table[table["metric"] == name].sort_values("depth")
+        ax.plot(rows["depth"], rows["value"], marker="o", markersize=3)
+        ax.set_title(name.replace("_", " "))
+        ax.set_xlabel("depth (0 = embeddings)")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(metrics) :]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def probe_curve(table: pd.DataFrame, path: str | os.PathLike, title: str = "Linear probe per depth") -> Path:
+    """Probe ``accuracy`` (+- ``accuracy_std``) vs ``depth``, the best depth marked."""
+    table = table.sort_values("depth")
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.errorbar(table["depth"], table["accuracy"], yerr=table["accuracy_std"], marker="o", markersize=3, capsize=2)
+    best = table.loc[table["accuracy"].idxmax()]
+    ax.axvline(best["depth"], color="tab:red", linestyle="--", label=f"best depth {int(best['depth'])}")
+    ax.set_xlabel("depth (0 = embeddings)")
+    ax.set_ylabel("accuracy (CV)")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

@@ -47,7 +47,54 @@ def section_logit_lens(model, report: Report, out_dir: Path) -> list[dict]:
     return rows
 
 
-SECTIONS: list[tuple[str, Callable]] = [("logit lens", section_logit_lens)]
+def section_layer_by_layer(model, report: Report, out_dir: Path) -> list[dict]:
+    from layerscope.datasets import load_corpus, load_dataset
+    from layerscope.layer_by_layer import best_vs_last, probe_layers, representation_metrics
+    from layerscope.plotting import metric_curves, probe_curve
+
+    report.section(
+        "Layer by Layer",
+        "Representation metrics per depth (0 = embeddings, d = output of block d-1, before the final "
+        "norm) on 100 corpus lines, max-normalised: prompt entropy, dataset entropy (mean pooling) and "
+        "curvature. Then a logistic-regression probe of the sentiment task per depth (5-fold CV): "
+        "intermediate depths often beat the last one (Skean et al., ICML 2025).",
+    )
+    metrics = representation_metrics(
+        model, load_corpus()[:100], ["prompt_entropy", "dataset_entropy", "curvature"], progress=False
+    )
+    report.image(metric_curves(metrics, out_dir / "layer_metrics.png", title=f"Layer by Layer: {model.name}"))
+    report.table(metrics.pivot(index="depth", columns="metric", values="value").reset_index())
+    sentiment = load_dataset("sentiment")
+    probe = probe_layers(model, [r["text"] for r in sentiment], [r["label"] for r in sentiment], progress=False)
+    report.image(probe_curve(probe, out_dir / "probe_sentiment.png", title=f"Sentiment probe: {model.name}"))
+    summary = best_vs_last(probe)
+    report.table(pd.DataFrame([summary]))
+    rows = [
+        {
+            "section": "layer_by_layer",
+            "metric": name,
+            "depth": int(group.loc[group["value"].idxmin(), "depth"]),
+            "value": float(group["value"].min()),
+            "note": "minimum over depth",
+        }
+        for name, group in metrics.groupby("metric", sort=False)
+    ]
+    rows.append(
+        {
+            "section": "layer_by_layer",
+            "metric": "sentiment_probe_accuracy",
+            "depth": summary["best_depth"],
+            "value": summary["best_accuracy"],
+            "note": f"best depth; last depth {summary['last_depth']}: {summary['last_accuracy']:.3f}",
+        }
+    )
+    return rows
+
+
+SECTIONS: list[tuple[str, Callable]] = [
+    ("logit lens", section_logit_lens),
+    ("layer by layer", section_layer_by_layer),
+]
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from layerscope.cli import basic, demo
+from layerscope.cli import basic, demo, layers
 from layerscope.cli.common import add_common_options
 from layerscope.errors import LayerscopeError
 
@@ -58,6 +58,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", default="all", help="layers: all, N, A:B or A,B,C (default: all)")
     p.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass (default: 16)")
     p.add_argument("--out", required=True, help="output FILE.safetensors (sidecar FILE.json next to it)")
+
+    p = command(
+        "metrics",
+        layers.cmd_metrics,
+        "Layer by Layer representation metrics (entropy, curvature, invariance) at every depth",
+        "Representation-quality metrics of Skean et al. (ICML 2025) at every depth: 0 = embedding output,\n"
+        "d = l+1 = output of block l (before the final norm). Prompt entropy and curvature are means\n"
+        "over prompts; dataset entropy and effective rank use mean-pooled prompts; InfoNCE and DiME\n"
+        "compare two augmented views; LiDAR uses 16 augmentations of the first 64 texts.\n\n"
+        "example:  layerscope metrics --limit 200 --metrics prompt-entropy,dataset-entropy --out metrics.png",
+    )
+    p.add_argument("--texts", help="a text file with one prompt per line (default: the shipped corpus)")
+    p.add_argument(
+        "--metrics",
+        default="prompt-entropy,dataset-entropy,curvature,infonce,lidar,dime",
+        help="comma-separated: prompt-entropy, dataset-entropy, curvature, infonce, lidar, dime, effective-rank "
+        "(default: all but effective-rank)",
+    )
+    p.add_argument(
+        "--normalization",
+        default="max",
+        choices=["raw", "n", "d", "nd", "max"],
+        help="entropy normaliser: raw, /log N, /log D, /(log N log D), /min(log N, log D) (default: max)",
+    )
+    p.add_argument("--alpha", type=float, default=1.0, help="Renyi order of the entropies (default: 1)")
+    p.add_argument("--limit", type=int, help="use only the first N texts")
+    p.add_argument("--seed", type=int, default=0, help="augmentation / permutation seed (default: 0)")
+    p.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass (default: 16)")
+    p.add_argument("--out", help="write a PNG of every metric vs depth here")
+
+    p = command(
+        "probe",
+        layers.cmd_probe,
+        "linear-probe accuracy of a classification task at every depth",
+        "Embed every text at every depth (mean or last-token pooling), then score a standardised\n"
+        "logistic regression by stratified k-fold cross-validation per depth. The best depth is marked;\n"
+        "Layer by Layer finds it is often not the last one.\n\n"
+        "example:  layerscope probe --task sentiment --out probe.png",
+    )
+    p.add_argument(
+        "--task", required=True, help="sentiment, topic, fact_opinion, or a JSONL file with 'text' and 'label'"
+    )
+    p.add_argument("--pooling", default="mean", choices=["mean", "last"], help="token pooling (default: mean)")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
+    p.add_argument("--seed", type=int, default=0, help="fold shuffling seed (default: 0)")
+    p.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass (default: 16)")
+    p.add_argument("--out", help="write a PNG of accuracy vs depth here")
 
     p = command("demo", demo.cmd_demo, "the main job on the default model, written as an HTML report")
     p.add_argument("--out-dir", default="layerscope-report", help="report folder (default: ./layerscope-report)")
