@@ -34,12 +34,18 @@ def with_hooks(model, hooks, fn):
             h.remove()
 
 
+def _foreign(hooks) -> list:
+    """Hooks not installed by transformers itself (a first call with ``output_hidden_states=True`` makes
+    transformers >= 5 install its own output-capturing hooks for good; they are not ours to remove)."""
+    return [h for h in hooks.values() if not getattr(h, "__module__", "").startswith("transformers.")]
+
+
 def assert_clean(model) -> None:
     """No wrapper or hook left anywhere on the model."""
     for name, module in model.hf.named_modules():
         assert "forward" not in module.__dict__, f"wrapper left on {name}"
-        assert not module._forward_hooks, f"forward hook left on {name}"
-        assert not module._forward_pre_hooks, f"pre-hook left on {name}"
+        assert not _foreign(module._forward_hooks), f"forward hook left on {name}"
+        assert not _foreign(module._forward_pre_hooks), f"pre-hook left on {name}"
 
 
 def site_hook(model, site: str, layer: int, fn):
