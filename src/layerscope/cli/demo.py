@@ -93,7 +93,8 @@ def section_layer_by_layer(model, report: Report, out_dir: Path) -> list[dict]:
 
 SECTIONS: list[tuple[str, Callable]] = [
     ("logit lens", section_logit_lens),
-    ("layer by layer", section_layer_by_layer),
+    # ("layer by layer", section_layer_by_layer): written and tested on tiny models, but not yet
+    # timed on the default model (the probe alone took 1-2 min under load); enable with issue 4.
 ]
 
 
