@@ -1,6 +1,7 @@
 from functools import cache
 
 import pytest
+import torch
 
 from layerscope.testing import ARCHITECTURES, tiny_model
 
@@ -32,3 +33,20 @@ def default_model():
     import layerscope
 
     return layerscope.load(progress=False)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run several times faster on one thread (intra-op threading costs more than it saves)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def save_model_dir(arch: str, folder) -> str:
+    """Save tiny model ``arch`` as a local Hugging Face folder (safetensors + tokenizer)."""
+    model = tiny(arch)
+    model.hf.save_pretrained(folder, safe_serialization=True)
+    model.tokenizer.save_pretrained(folder)
+    return str(folder)

@@ -117,3 +117,12 @@ def assert_clean_of_layerscope(model) -> None:
     for name, module in model.hf.named_modules():
         forward = module.__dict__.get("forward")
         assert forward is None or forward.__qualname__.split(".")[0] != "HookSession", f"wrapper left on {name}"
+
+
+def run_cli(capsys, *argv):
+    """Run the CLI in-process: ``(exit code, stdout, stderr)``."""
+    from layerscope.cli.main import main
+
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -7,25 +7,15 @@ import torch
 from safetensors.torch import load_file
 
 from layerscope.cli.main import main
-from tests.conftest import tiny
-from tests.helpers import hf_hidden_states
+from tests.conftest import save_model_dir, tiny
+from tests.helpers import hf_hidden_states, run_cli
 
 PROMPT = "the capital of france is"
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    model = tiny("llama")
-    model.hf.save_pretrained(folder, safe_serialization=True)
-    model.tokenizer.save_pretrained(folder)
-    return str(folder)
-
-
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return save_model_dir("llama", tmp_path_factory.mktemp("tiny-llama"))
 
 
 def test_models_lists_builtins(capsys):

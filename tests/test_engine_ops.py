@@ -23,13 +23,7 @@ BATCH = [PROMPT, "hello world", OTHER]  # left-padded
 SHAPES = ["llama", "gpt2"]  # the two block layouts (pre-norm + rotary, GPT-2 style)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run several times faster on one thread (intra-op threading costs more than it saves)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---- helpers ---------------------------------------------------------------------------------

@@ -17,13 +17,7 @@ PROMPTS = ["what is the capital of spain ?", "hello world", PROMPT]  # three len
 N = 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run several times faster on one thread (intra-op threading costs more than it saves)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def ids_of(model, prompt: str) -> list[int]:

@@ -11,11 +11,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from layerscope.augment import augment_views
-from layerscope.cli.main import main
 from layerscope.layer_by_layer import METRIC_NAMES, best_vs_last, depth_states, probe_layers, representation_metrics
 from layerscope.metrics import curvature, dime, effective_rank, infonce, lidar, matrix_entropy, prompt_entropy
-from tests.conftest import tiny
-from tests.helpers import hf_hidden_states
+from tests.conftest import save_model_dir, tiny
+from tests.helpers import hf_hidden_states, run_cli
 
 TEXTS = [
     "the capital of france is paris",
@@ -128,17 +127,7 @@ def test_probe_matches_independent_sklearn():
 
 @pytest.fixture(scope="module", params=["llama", "bert"])
 def model_dir(request, tmp_path_factory):
-    folder = tmp_path_factory.mktemp(f"tiny-{request.param}")
-    model = tiny(request.param)
-    model.hf.save_pretrained(folder, safe_serialization=True)
-    model.tokenizer.save_pretrained(folder)
-    return str(folder)
-
-
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return save_model_dir(request.param, tmp_path_factory.mktemp(f"tiny-{request.param}"))
 
 
 def test_metrics_cli_json(capsys, model_dir, tmp_path):
