@@ -132,3 +132,36 @@ def cmd_capture(args: argparse.Namespace) -> None:
         args,
         f"captured {', '.join(sites)} at {len(layers)} layers for {batch.size} prompt(s) -> {out}",
     )
+
+
+def register(command) -> None:
+    """Add this module's commands through ``command(name, func, help, description)``."""
+    command("models", cmd_models, "list the built-in models and whether each is installed")
+    command("info", cmd_info, "show a model's name, source, layers, hidden size, vocabulary, architecture")
+
+    p = command(
+        "lens",
+        cmd_lens,
+        "logit lens: the top next token at every (layer, position)",
+        "Logit lens: read resid_post[l] of every layer through the final norm and the unembedding.\n"
+        "The last layer equals the model's own prediction.\n\n"
+        'example:  layerscope lens "The capital of France is" --out lens.png',
+    )
+    p.add_argument("text", help="the prompt")
+    p.add_argument("--layers", default="all", help="layers: all, N, A:B or A,B,C (default: all)")
+    p.add_argument("--out", help="write a heatmap PNG here")
+
+    p = command(
+        "capture",
+        cmd_capture,
+        "capture hidden states to a .safetensors file (+ a JSON sidecar)",
+        "Capture states at sites for one or more prompts. Tensors are [layer, prompt, position, hidden],\n"
+        "left-padded; the sidecar JSON lists the tokens, padding and layout.\n\n"
+        'example:  layerscope capture "Hello world" "The sky is" --sites resid_post --out states.safetensors',
+    )
+    p.add_argument("text", nargs="*", help="prompts")
+    p.add_argument("--texts", help="a text file with one prompt per line (added to TEXT)")
+    p.add_argument("--sites", default="resid_post", help="comma-separated: resid_pre,resid_post,attn_out,mlp_out")
+    p.add_argument("--layers", default="all", help="layers: all, N, A:B or A,B,C (default: all)")
+    p.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass (default: 16)")
+    p.add_argument("--out", required=True, help="output FILE.safetensors (sidecar FILE.json next to it)")

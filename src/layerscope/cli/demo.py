@@ -1,6 +1,7 @@
 """``layerscope demo``: the main job on the default model, written as an HTML report.
 
-The demo is a list of sections; each method adds its own section function to ``SECTIONS``.
+The demo is a list of sections; each method's CLI module lists its own in ``DEMO_SECTIONS``
+(a list of ``(name, function(model, report, out_dir) -> rows)``).
 """
 
 from __future__ import annotations
@@ -47,55 +48,14 @@ def section_logit_lens(model, report: Report, out_dir: Path) -> list[dict]:
     return rows
 
 
-def section_layer_by_layer(model, report: Report, out_dir: Path) -> list[dict]:
-    from layerscope.datasets import load_corpus, load_dataset
-    from layerscope.layer_by_layer import best_vs_last, probe_layers, representation_metrics
-    from layerscope.plotting import metric_curves, probe_curve
+def sections() -> list[tuple[str, Callable]]:
+    """The demo's sections in order: the logit lens, then each method module's ``DEMO_SECTIONS``."""
+    from layerscope.cli import attend, layers, loops, patchscope, sweep
 
-    report.section(
-        "Layer by Layer",
-        "Representation metrics per depth (0 = embeddings, d = output of block d-1, before the final "
-        "norm) on 100 corpus lines, max-normalised: prompt entropy, dataset entropy (mean pooling) and "
-        "curvature. Then a logistic-regression probe of the sentiment task per depth (5-fold CV): "
-        "intermediate depths often beat the last one (Skean et al., ICML 2025).",
-    )
-    metrics = representation_metrics(
-        model, load_corpus()[:100], ["prompt_entropy", "dataset_entropy", "curvature"], progress=False
-    )
-    report.image(metric_curves(metrics, out_dir / "layer_metrics.png", title=f"Layer by Layer: {model.name}"))
-    report.table(metrics.pivot(index="depth", columns="metric", values="value").reset_index())
-    sentiment = load_dataset("sentiment")
-    probe = probe_layers(model, [r["text"] for r in sentiment], [r["label"] for r in sentiment], progress=False)
-    report.image(probe_curve(probe, out_dir / "probe_sentiment.png", title=f"Sentiment probe: {model.name}"))
-    summary = best_vs_last(probe)
-    report.table(pd.DataFrame([summary]))
-    rows = [
-        {
-            "section": "layer_by_layer",
-            "metric": name,
-            "depth": int(group.loc[group["value"].idxmin(), "depth"]),
-            "value": float(group["value"].min()),
-            "note": "minimum over depth",
-        }
-        for name, group in metrics.groupby("metric", sort=False)
-    ]
-    rows.append(
-        {
-            "section": "layer_by_layer",
-            "metric": "sentiment_probe_accuracy",
-            "depth": summary["best_depth"],
-            "value": summary["best_accuracy"],
-            "note": f"best depth; last depth {summary['last_depth']}: {summary['last_accuracy']:.3f}",
-        }
-    )
-    return rows
-
-
-SECTIONS: list[tuple[str, Callable]] = [
-    ("logit lens", section_logit_lens),
-    # ("layer by layer", section_layer_by_layer): written and tested on tiny models, but not yet
-    # timed on the default model (the probe alone took 1-2 min under load); enable with issue 4.
-]
+    found: list[tuple[str, Callable]] = [("logit lens", section_logit_lens)]
+    for module in (layers, patchscope, attend, loops, sweep):
+        found += list(getattr(module, "DEMO_SECTIONS", []))
+    return found
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -109,7 +69,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         f"vocabulary {info.vocab_size}; source {info.source}",
     )
     rows: list[dict] = []
-    for name, section in SECTIONS:
+    for name, section in sections():
         start = time.perf_counter()
         status(f"demo: {name} ...")
         rows += section(model, report, out_dir)
@@ -117,3 +77,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
     path = report.write(out_dir / "index.html")
     status(f"report written to {path.resolve()}")
     emit(pd.DataFrame(rows), args)
+
+
+def register(command) -> None:
+    """Add this module's commands through ``command(name, func, help, description)``."""
+    p = command("demo", cmd_demo, "the main job on the default model, written as an HTML report")
+    p.add_argument("--out-dir", default="layerscope-report", help="report folder (default: ./layerscope-report)")
