@@ -42,3 +42,22 @@ def test_chunks_cover_every_row_once(n, size):
     covered = [i for part in chunks(n, size, progress=False) for i in range(n)[part]]
     assert covered == list(range(n))
     assert all(part.stop - part.start <= size for part in chunks(n, size, progress=False))
+
+
+def test_checkpoint_resumes_and_ignores_a_cut_line(tmp_path):
+    from layerscope.io import Checkpoint
+
+    path = tmp_path / "run.jsonl"
+    first = Checkpoint(path, config={"model": "m", "n": 3})
+    first.add(0, [{"layer": 0, "value": 0.5}])
+    first.add([1, "a"], [{"layer": 1, "value": 1.5}])
+    with open(path, "a") as handle:
+        handle.write('{"key": 2, "rows": [{"lay')  # an interrupted write
+    again = Checkpoint(path, config={"model": "m", "n": 3})
+    assert again.done(0) and again.done([1, "a"]) and not again.done(2)
+    assert again.rows() == [{"layer": 0, "value": 0.5}, {"layer": 1, "value": 1.5}]
+    again.add(2, [{"layer": 2, "value": 2.5}])
+    assert Checkpoint(path, config={"model": "m", "n": 3}).done(2)  # written after the cut line, still read
+    other = Checkpoint(path, config={"model": "m", "n": 4})  # another config starts afresh
+    assert len(other) == 0 and not other.done(0)
+    assert Checkpoint(None).rows() == []

@@ -53,3 +53,69 @@ def save_table(table: pd.DataFrame, path: str | os.PathLike) -> Path:
 def table_records(table: pd.DataFrame) -> list[dict]:
     """Rows as plain JSON-able dicts (numpy scalars converted)."""
     return json.loads(table.to_json(orient="records"))
+
+
+class Checkpoint:
+    """Finished units of a long run, kept in a JSON-lines file so that a rerun skips them.
+
+    Each line is ``{"key": ..., "rows": [...]}``, written and flushed as one ``write`` once a unit
+    is complete; a line cut short by an interruption is ignored on the next start, so that unit
+    simply runs again. ``config`` is stored on the first line: a rerun with another config
+    starts afresh instead of mixing results.
+
+    >>> ckpt = Checkpoint("out/run.jsonl", config={"model": "smollm2-135m"})
+    >>> for layer in range(30):
+    ...     if not ckpt.done(layer):
+    ...         ckpt.add(layer, [{"layer": layer, "value": 1.0}])
+    >>> rows = ckpt.rows()
+    """
+
+    def __init__(self, path: str | os.PathLike | None, config: dict | None = None):
+        self.path = None if path is None else Path(path)
+        self.config = json.loads(json.dumps(config or {}, default=str))
+        self._units: dict[str, list[dict]] = {}
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and self._read() is False:
+            self.path.unlink()
+        if not self.path.exists():
+            write_text(self.path, json.dumps({"config": self.config}) + "\n")
+
+    def _read(self) -> bool:
+        text = self.path.read_text(encoding="utf-8")
+        if text and not text.endswith("\n"):  # end the cut line so the next unit starts on its own
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write("\n")
+        lines = text.splitlines()
+        try:
+            header = json.loads(lines[0]) if lines else {}
+        except json.JSONDecodeError:
+            return False
+        if header.get("config") != self.config:
+            return False
+        for line in lines[1:]:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # cut short by an interruption: that unit runs again
+            self._units[json.dumps(entry["key"])] = entry["rows"]
+        return True
+
+    def done(self, key) -> bool:
+        return json.dumps(key, default=str) in self._units
+
+    def add(self, key, rows: list[dict]) -> None:
+        rows = json.loads(json.dumps(rows, default=str))
+        self._units[json.dumps(key, default=str)] = rows
+        if self.path is not None:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"key": key, "rows": rows}, default=str) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+
+    def rows(self) -> list[dict]:
+        return [row for rows in self._units.values() for row in rows]
+
+    def __len__(self) -> int:
+        return len(self._units)
