@@ -58,6 +58,18 @@ class Batch:
             pad=[p for p in self.pad for _ in range(times)],
         )
 
+    def select(self, rows: slice | Sequence[int]) -> Batch:
+        """The rows ``rows`` (their padding unchanged, so positions stay where they were)."""
+        idx = list(range(self.size))[rows] if isinstance(rows, slice) else list(rows)
+        index = torch.tensor(idx, dtype=torch.long, device=self.input_ids.device)
+        return Batch(
+            prompts=[self.prompts[i] for i in idx],
+            input_ids=self.input_ids[index],
+            attention_mask=self.attention_mask[index],
+            position_ids=None if self.position_ids is None else self.position_ids[index],
+            pad=[self.pad[i] for i in idx],
+        )
+
     def to(self, device: torch.device | str) -> Batch:
         return Batch(
             self.prompts,

@@ -1,0 +1,92 @@
+"""engine/sweep.py: a layer sweep equals the per-layer loop of full runs it replaces."""
+
+import pytest
+import torch
+
+import layerscope as ls
+from layerscope.engine.sweep import sweep_layers
+from layerscope.errors import InterventionError
+from tests.conftest import tiny
+from tests.helpers import assert_clean, hf_logits, site_hook, with_hooks
+
+PROMPTS = ["the capital of france is paris", "hello world", "what is the capital of spain ?"]
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def patch_grid(model, source: str, positions: list[int]):
+    """Per layer k: one variant per position p patching ``resid_post[k]`` at p with the source's state."""
+    src = model.run(source, capture="resid_post")
+    return {
+        k: [[ls.patch("resid_post", k, p, src.state("resid_post", k, p))] for p in positions]
+        for k in range(model.n_layers)
+    }
+
+
+def hand_patched(model, prompt: str, k: int, p: int, value: torch.Tensor) -> torch.Tensor:
+    """Next-token logits of a plain HF forward with a raw hook writing ``value`` at resid_post[k], p."""
+
+    def put(h):
+        h = h.clone()
+        h[:, p] = value
+        return h
+
+    return with_hooks(model, [site_hook(model, "resid_post", k, put)], lambda: hf_logits(model, prompt))[0, -1]
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "gemma3"])
+def test_patch_sweep_equals_hand_patched_runs(arch):
+    model = tiny(arch)
+    corrupt, clean = "what is the capital of spain ?", "what is the capital of italy ?"
+    grid = patch_grid(model, clean, [0, 3, 5, 6])
+    source = model.run(clean, capture="resid_post")
+    seen = set()
+    for chunk in sweep_layers(model, corrupt, grid, progress=False):
+        logits = chunk.last_logits()  # [1, V', vocab]
+        for v, p in enumerate([0, 3, 5, 6][chunk.variants]):
+            expected = hand_patched(model, corrupt, chunk.layer, p, source.state("resid_post", chunk.layer, p)[0])
+            torch.testing.assert_close(logits[0, v], expected, atol=1e-5, rtol=1e-5)
+            seen.add((chunk.layer, p))
+    assert len(seen) == model.n_layers * 4
+    assert_clean(model)
+
+
+def test_chunked_sweep_over_a_padded_batch_equals_one_chunk():
+    model = tiny("llama")
+    grid = {k: [[ls.random("resid_pre", f"{k}:", "previous", seed=s)] for s in range(3)] for k in range(4)}
+    whole = {(c.layer, c.variants.start): c.last_logits() for c in sweep_layers(model, PROMPTS, grid, progress=False)}
+    pieces: dict = {}
+    for chunk in sweep_layers(model, PROMPTS, grid, batch_budget=1, progress=False):  # one row per chunk
+        assert chunk.result.batch.size == 1
+        pieces.setdefault(chunk.layer, {})[(chunk.prompts.start, chunk.variants.start)] = chunk.last_logits()[0, 0]
+    for k in range(4):
+        full = whole[(k, 0)]
+        for (p, v), logits in pieces[k].items():
+            torch.testing.assert_close(logits, full[p, v], atol=1e-5, rtol=1e-5)
+        assert len(pieces[k]) == len(PROMPTS) * 3
+
+
+def test_sweep_equals_full_runs_without_a_start_layer():
+    model = tiny("gpt2")
+    grid = {k: [[ls.shuffle("resid_pre", f"{k}:", "previous", seed=1)], [ls.skip_attention(k)]] for k in range(4)}
+    for chunk in sweep_layers(model, PROMPTS, grid, progress=False):
+        full = model.run(PROMPTS, variants=grid[chunk.layer], logits="last").last_logits.view(len(PROMPTS), 2, -1)
+        torch.testing.assert_close(chunk.last_logits(), full, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_prefix_reuse_in_a_sweep_equals_full_runs(arch):
+    model = tiny(arch)
+    prompt = PROMPTS[0]
+    grid = {k: [[ls.zero("resid_post", k, 4)], [ls.add("resid_pre", k, 5, torch.ones(model.d_model))]] for k in (0, 2)}
+    for chunk in sweep_layers(model, prompt, grid, prefix_length=4, progress=False):
+        full = model.run(prompt, variants=grid[chunk.layer], logits="last").last_logits
+        torch.testing.assert_close(chunk.last_logits()[0], full, atol=1e-5, rtol=1e-5)
+
+
+def test_variant_below_its_start_layer_is_refused():
+    model = tiny("llama")
+    with pytest.raises(InterventionError, match="layers >= k"):
+        list(sweep_layers(model, PROMPTS, {2: [[ls.zero("resid_post", 1, 0)]]}, progress=False))
+    with pytest.raises(InterventionError, match="one prompt"):
+        list(sweep_layers(model, PROMPTS, {1: [[]]}, prefix_length=2, progress=False))
+    assert_clean(model)
