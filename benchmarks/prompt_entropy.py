@@ -91,7 +91,22 @@ def bench_prompt_entropy(model: ls.Model, n_prompts: int = 1000, batch_size: int
     }
 
 
-if __name__ == "__main__":
+def main() -> None:
+    import argparse
+
     import pandas as pd
 
-    print(pd.DataFrame([bench_prompt_entropy(ls.load(progress=False))]).to_string(index=False))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=1000, help="number of prompts (default: 1000)")
+    parser.add_argument("--batch-size", type=int, default=32, help="prompts per forward chunk (default: 32)")
+    args = parser.parse_args()
+    row = bench_prompt_entropy(ls.load(progress=False), args.prompts, args.batch_size)
+    print(f"# torch {torch.__version__}, threads {torch.get_num_threads()}; ratio = layerscope_s / numpy_per_prompt_s")
+    print(pd.DataFrame([row]).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(
+        f"ratio {row['ratio']:.4f} (layerscope {row['layerscope_s']:.2f} s vs NumPy {row['numpy_per_prompt_s']:.2f} s)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
@@ -11,10 +12,14 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from layerscope.augment import augment_views
+from layerscope.errors import LayerscopeError
 from layerscope.layer_by_layer import METRIC_NAMES, best_vs_last, depth_states, probe_layers, representation_metrics
 from layerscope.metrics import curvature, dime, effective_rank, infonce, lidar, matrix_entropy, prompt_entropy
+from layerscope.testing import tiny_model
 from tests.conftest import save_model_dir, tiny
 from tests.helpers import hf_hidden_states, run_cli
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run faster on one thread
 
 TEXTS = [
     "the capital of france is paris",
@@ -196,3 +201,223 @@ def test_unknown_task_lists_tasks(capsys, model_dir):
     code, out, err = run_cli(capsys, "probe", "--model", model_dir, "--task", "nope")
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert all(t in err for t in ("sentiment", "topic", "fact_opinion"))
+
+
+# ---- chunking by memory budget -----------------------------------------------------------------
+
+
+def test_plan_chunks_longest_first_within_budget_and_cap():
+    from layerscope.engine.chunking import row_bytes
+    from layerscope.layer_by_layer import plan_chunks, token_lengths
+
+    model = tiny("llama")
+    lengths = token_lengths(model, TEXTS)
+    assert lengths == [len(model.tokenizer(t)["input_ids"]) for t in TEXTS]
+    per_row = row_bytes(model, max(lengths), captured_states=model.n_layers + 1)
+    budget = 2 * per_row + 1  # room for two rows of the longest text
+    plan = plan_chunks(model, TEXTS, batch_size=None, batch_budget=budget)
+    assert sorted(i for chunk in plan for i in chunk) == list(range(len(TEXTS)))  # each text once
+    flat = [i for chunk in plan for i in chunk]
+    assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)  # longest first
+    for chunk in plan:
+        assert len(chunk) * row_bytes(model, lengths[chunk[0]], captured_states=model.n_layers + 1) <= budget
+    assert len(plan[0]) == 2
+    assert all(len(c) <= 3 for c in plan_chunks(model, TEXTS, batch_size=3, batch_budget=None))
+    assert plan_chunks(model, TEXTS, batch_size=None, batch_budget=None) == [flat]  # no limit: one chunk
+    assert all(len(c) == 1 for c in plan_chunks(model, TEXTS, batch_size=None, batch_budget=1))  # at least 1 row
+    with pytest.raises(LayerscopeError, match="budget"):
+        plan_chunks(model, TEXTS, batch_budget="lots")
+
+
+def test_pooled_states_keep_text_order_whatever_the_chunking():
+    from layerscope.layer_by_layer import pooled_states
+
+    model = tiny("llama")
+    expected = reference_pooled(model, TEXTS).float()
+    for batch_size, budget in [(None, None), (2, None), (None, 1), (3, "1GB")]:
+        got = pooled_states(model, TEXTS, batch_size=batch_size, batch_budget=budget, progress=False)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_drop_dims_zeroes_those_dimensions_everywhere():
+    from layerscope.layer_by_layer import pooled_states
+
+    model = tiny("llama")
+    got = pooled_states(model, TEXTS, drop_dims=[3, 0, 3], progress=False)
+    expected = reference_pooled(model, TEXTS).float()
+    expected[..., [0, 3]] = 0.0
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    table = representation_metrics(model, TEXTS, ["dataset_entropy"], drop_dims=[0, 3], progress=False)
+    want = matrix_entropy(expected.double(), normalization="max")
+    np.testing.assert_allclose(table.sort_values("depth")["value"], want.numpy(), rtol=1e-4)
+    with pytest.raises(LayerscopeError, match="out of range"):
+        pooled_states(model, TEXTS, drop_dims=[model.d_model], progress=False)
+
+
+# ---- several models side by side ---------------------------------------------------------------
+
+
+def two_models():
+    """A 4-layer decoder and a 2-layer encoder: different depths, so relative depth matters."""
+    return [tiny("llama"), tiny_model("bert", n_layers=2)]
+
+
+def test_compare_models_is_each_model_alone_on_a_relative_depth_axis(tmp_path):
+    from layerscope.io import Checkpoint
+    from layerscope.layer_by_layer import compare_models
+
+    models = two_models()
+    metrics = ["prompt_entropy", "dataset_entropy", "infonce"]
+    ckpt = Checkpoint(tmp_path / "c.jsonl", config={"x": 1})
+    table = compare_models(models, TEXTS, metrics, checkpoint=ckpt, batch_size=3, progress=False)
+    assert list(table.columns) == ["model", "depth", "relative_depth", "metric", "value"]
+    for model in models:
+        rows = table[table["model"] == model.name]
+        assert len(rows) == len(metrics) * (model.n_layers + 1)
+        assert sorted(set(rows["relative_depth"])) == [d / model.n_layers for d in range(model.n_layers + 1)]
+        alone = representation_metrics(model, TEXTS, metrics, progress=False)
+        np.testing.assert_allclose(rows["value"].to_numpy(), alone["value"].to_numpy(), rtol=1e-6)
+    # resumed: nothing is recomputed (the models are not even run)
+    again = compare_models(
+        [m.name for m in models], TEXTS, metrics, checkpoint=Checkpoint(tmp_path / "c.jsonl", {"x": 1}), progress=False
+    )
+    pd.testing.assert_frame_equal(again, table)
+
+
+def test_compare_models_rejects_duplicates_and_bad_metrics_before_loading():
+    from layerscope.layer_by_layer import compare_models
+
+    with pytest.raises(LayerscopeError, match="twice"):
+        compare_models([tiny("llama"), tiny("llama")], TEXTS, ["curvature"])
+    with pytest.raises(LayerscopeError, match="unknown metric"):
+        compare_models(["no-such-model"], TEXTS, ["entropy"])
+    with pytest.raises(LayerscopeError, match="no model"):
+        compare_models([], TEXTS)
+
+
+def test_compare_probes_and_summary():
+    from layerscope.layer_by_layer import compare_probes, probe_summary
+
+    models = two_models()
+    texts = [f"{w} item number {i}" for i in range(9) for w in ("good", "bad")]
+    tasks = {"a": (texts, ["pos", "neg"] * 9), "b": (texts, ["x"] * 9 + ["y"] * 9)}
+    table = compare_probes(models, tasks, folds=3, progress=False)
+    assert list(table.columns) == ["model", "task", "depth", "relative_depth", "accuracy", "accuracy_std", "n"]
+    for model in models:
+        for task, (t, y) in tasks.items():
+            rows = table[(table["model"] == model.name) & (table["task"] == task)].reset_index(drop=True)
+            alone = probe_layers(model, t, y, folds=3, progress=False)
+            np.testing.assert_allclose(rows["accuracy"], alone["accuracy"])
+    summary = probe_summary(table)
+    assert len(summary) == 4 and set(summary.columns) >= {"model", "task", "best_depth", "last_accuracy", "gain"}
+    for row in summary.itertuples():
+        group = table[(table["model"] == row.model) & (table["task"] == row.task)]
+        assert row.best_accuracy == group["accuracy"].max()
+        assert row.last_depth == group["depth"].max() and row.gain >= 0
+        assert row.best_relative_depth == pytest.approx(row.best_depth / row.last_depth)
+
+
+def test_top_dimensions_match_numpy():
+    from layerscope.layer_by_layer import top_dimensions
+
+    model = tiny("llama")
+    table = top_dimensions(model, TEXTS, top=2, batch_size=3, progress=False)
+    z = np.concatenate([s.double().numpy() for s in reference_states(model, TEXTS)], axis=1)  # [L + 1, tokens, D]
+    for depth in range(model.n_layers + 1):
+        mean_abs = np.abs(z[depth]).mean(axis=0)
+        order = np.argsort(-mean_abs)[:2]
+        rows = table[table["depth"] == depth].sort_values("rank")
+        assert rows["dim"].tolist() == order.tolist()
+        np.testing.assert_allclose(rows["mean_abs"], mean_abs[order], rtol=1e-4)
+        np.testing.assert_allclose(rows["max_abs"], np.abs(z[depth]).max(axis=0)[order], rtol=1e-4)
+        np.testing.assert_allclose(rows["ratio"], mean_abs[order] / np.median(mean_abs), rtol=1e-4)
+        share = (z[depth] ** 2 / (z[depth] ** 2).sum(axis=1, keepdims=True)).mean(axis=0)
+        np.testing.assert_allclose(rows["norm_share"], share[order], rtol=1e-4)
+
+
+def test_checkpoint_rows_of():
+    from layerscope.io import Checkpoint
+
+    ckpt = Checkpoint(None)
+    ckpt.add(["m", "t"], [{"a": 1}])
+    assert ckpt.rows_of(["m", "t"]) == [{"a": 1}]
+    with pytest.raises(KeyError):
+        ckpt.rows_of("missing")
+
+
+# ---- CLI with several models -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_model_dirs(tmp_path_factory):
+    dirs = []
+    for model in two_models():
+        folder = tmp_path_factory.mktemp(model.name)
+        model.hf.save_pretrained(folder, safe_serialization=True)
+        model.tokenizer.save_pretrained(folder)
+        dirs.append(str(folder))
+    return dirs
+
+
+def test_metrics_cli_several_models(capsys, two_model_dirs, tmp_path):
+    png, saved, resume = tmp_path / "m.png", tmp_path / "m.csv", tmp_path / "r.jsonl"
+    argv = ["metrics", "--models", ",".join(two_model_dirs), "--limit", "5", "--metrics", "prompt-entropy,dime"]
+    argv += ["--batch-budget", "64KB", "--json", "--out", str(png), "--save", str(saved), "--resume", str(resume)]
+    code, out, _ = run_cli(capsys, *argv)
+    rows = json.loads(out)
+    assert code == 0 and png.read_bytes()[:4] == b"\x89PNG" and saved.exists() and resume.exists()
+    assert set(rows[0]) == {"model", "depth", "relative_depth", "metric", "value"}
+    by_model = {}
+    for r in rows:
+        by_model.setdefault(r["model"], set()).add(r["relative_depth"])
+    assert len(by_model) == 2 and all(min(v) == 0.0 and max(v) == 1.0 for v in by_model.values())
+    assert sorted(len(v) for v in by_model.values()) == [3, 5]  # 2 and 4 layers
+    code, again, _ = run_cli(capsys, *argv)  # resumed from the checkpoint
+    assert code == 0 and json.loads(again) == rows
+
+
+def test_probe_cli_several_models_and_tasks(capsys, two_model_dirs, tmp_path):
+    task = tmp_path / "task.jsonl"
+    task.write_text("\n".join(json.dumps({"text": f"{w} thing {i}", "label": w}) for i in range(6) for w in "ab"))
+    png = tmp_path / "p.png"
+    argv = ["probe", "--models", ",".join(two_model_dirs), "--task", f"{task},{task}", "--folds", "2"]
+    code, out, err = run_cli(capsys, *argv, "--json", "--out", str(png))
+    rows = json.loads(out)
+    assert code == 0 and png.exists() and err.count("best depth") == 2  # the same task twice is one task
+    assert set(rows[0]) == {"model", "task", "depth", "relative_depth", "accuracy", "accuracy_std", "n"}
+    code, out, _ = run_cli(capsys, *argv)
+    assert code == 0 and "best_depth" in out and "gain" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--batch-budget", "lots"], "budget"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--models", " , "], "--models is empty"),
+    ],
+)
+def test_batching_and_models_errors_are_one_line(capsys, two_model_dirs, extra, message):
+    for command in (["metrics", "--limit", "3"], ["probe", "--task", "sentiment"]):
+        argv = command + (extra if "--models" in extra else ["--model", two_model_dirs[0], *extra])
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_model_and_models_together_is_an_error(capsys, two_model_dirs):
+    code, _, err = run_cli(capsys, "metrics", "--model", two_model_dirs[0], "--models", two_model_dirs[1])
+    assert code == 2 and "either --model or --models" in err
+
+
+def test_demo_section_is_listed_and_runs(tmp_path):
+    from layerscope.cli import demo, layers
+    from layerscope.report import Report
+
+    assert ("layer by layer", layers.section_layer_by_layer) in demo.sections()
+    report = Report("t")
+    rows = layers.section_layer_by_layer(tiny("llama"), report, tmp_path)
+    assert (tmp_path / "layer_metrics.png").exists() and (tmp_path / "probe_sentiment.png").exists()
+    assert {r["metric"] for r in rows} == {"prompt_entropy", "dataset_entropy", "curvature", "sentiment_probe_accuracy"}
+    probe = rows[-1]
+    assert 0.0 <= probe["value"] <= 1.0 and 0 <= probe["depth"] <= tiny("llama").n_layers
+    assert any("Layer by Layer" in part for part in report.parts)

@@ -626,3 +626,52 @@ def test_bad_shapes_raise() -> None:
         prompt_entropy(torch.zeros(2, 3, 4), torch.ones(3, 2, dtype=torch.bool))
     with pytest.raises(ValueError):
         infonce(torch.zeros(3, 4), torch.zeros(2, 4))
+
+
+# --------------------------------------------------------------------------- CPU thread handling
+
+
+def test_small_lapack_runs_on_one_thread_and_restores() -> None:
+    from layerscope.metrics.entropy import SMALL_MATRIX, small_lapack
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with small_lapack(torch.zeros(3, 3)):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), small_lapack(torch.zeros(3, 3)):
+            raise RuntimeError("boom")
+        assert torch.get_num_threads() == 2  # restored after an exception too
+        with small_lapack(torch.zeros(1, 1), size=SMALL_MATRIX + 1):
+            assert torch.get_num_threads() == 2  # large matrices keep their threads
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_results_do_not_depend_on_the_thread_count() -> None:
+    rng = np.random.default_rng(70)
+    views = t(rng.standard_normal((3, 6, 4, 5)))
+    a, b = t(rng.standard_normal((3, 9, 5))), t(rng.standard_normal((3, 9, 5)))
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append((lidar(views), dime(a, b), matrix_entropy(a)))
+    finally:
+        torch.set_num_threads(before)
+    for x, y in zip(*results, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
+
+
+def test_lidar_without_ridge_needs_a_nonsingular_s_w() -> None:
+    # eps = 0: a full-rank S_w goes through Cholesky and matches the eigh reference; with fewer
+    # within-class directions than dimensions S_w is singular and the error says what to do.
+    rng = np.random.default_rng(71)
+    views = rng.standard_normal((6, 5, 4))
+    assert lidar(t(views), eps=0.0).item() == pytest.approx(np_lidar(views, 0.0, "max"), rel=1e-7)
+    singular = rng.standard_normal((3, 2, 8))  # 3 * (2 - 1) = 3 within-class directions < 8
+    with pytest.raises(ValueError, match="singular.*eps > 0"):
+        lidar(t(singular), eps=0.0)
+    assert math.isfinite(lidar(t(singular)).item())  # the default ridge makes it well defined

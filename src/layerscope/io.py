@@ -114,6 +114,10 @@ class Checkpoint:
                 handle.flush()
                 os.fsync(handle.fileno())
 
+    def rows_of(self, key) -> list[dict]:
+        """The rows of one finished unit (KeyError when it is not done)."""
+        return self._units[json.dumps(key, default=str)]
+
     def rows(self) -> list[dict]:
         return [row for rows in self._units.values() for row in rows]
 

@@ -45,10 +45,46 @@ def load_task(task: str) -> tuple[list[str], list]:
     return [str(r["text"]) for r in rows], [r["label"] for r in rows]
 
 
+def parse_models(text: str | None) -> list[str] | None:
+    """``"a,b,c"`` -> ``["a", "b", "c"]`` (None stays None)."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise LayerscopeError("--models is empty: give comma-separated names, e.g. smollm2-135m,gemma3-270m,minilm-l6")
+    return names
+
+
+def _load_options(args: argparse.Namespace) -> dict:
+    return {"device": args.device, "dtype": args.dtype, "progress": not args.json}
+
+
+def _checkpoint(args: argparse.Namespace, config: dict):
+    from layerscope.io import Checkpoint
+
+    return Checkpoint(args.resume, config=config) if args.resume else None
+
+
+def _save(table, args: argparse.Namespace) -> None:
+    if args.save:
+        from layerscope.io import save_table
+
+        status(f"wrote {save_table(table, args.save)}")
+
+
+def _batching(args: argparse.Namespace) -> dict:
+    from layerscope.engine.chunking import parse_budget
+
+    if args.batch_size is not None and args.batch_size < 1:
+        raise LayerscopeError(f"--batch-size must be >= 1, got {args.batch_size}")
+    parse_budget(args.batch_budget)  # a bad budget fails before the model loads
+    return {"batch_size": args.batch_size, "batch_budget": args.batch_budget}
+
+
 def cmd_metrics(args: argparse.Namespace) -> None:
     from layerscope.datasets import load_corpus
-    from layerscope.layer_by_layer import canonical_metric, representation_metrics
-    from layerscope.plotting import metric_curves
+    from layerscope.layer_by_layer import canonical_metric, compare_models, representation_metrics
+    from layerscope.plotting import metric_curves, metric_curves_by_model
 
     metrics = [canonical_metric(m) for m in args.metrics.split(",") if m.strip()]
     if not metrics:
@@ -60,55 +96,109 @@ def cmd_metrics(args: argparse.Namespace) -> None:
         texts = texts[: args.limit]
     if len(texts) < 2:
         raise LayerscopeError("need at least 2 texts")
-    model = load_model(args)
-    status(f"metrics {', '.join(metrics)} on {len(texts)} texts ...")
-    table = representation_metrics(
-        model,
+    models = parse_models(args.models)
+    if models is not None and args.model is not None:
+        raise LayerscopeError("give either --model or --models, not both")
+    options = {
+        "normalization": args.normalization,
+        "alpha": args.alpha,
+        "seed": args.seed,
+        "lidar_limit": args.lidar_limit,
+        **_batching(args),
+    }
+    if models is None:
+        model = load_model(args)
+        status(f"metrics {', '.join(metrics)} on {len(texts)} texts ...")
+        table = representation_metrics(model, texts, metrics, progress=not args.json, **options)
+        if args.out:
+            status(f"wrote {metric_curves(table, args.out, title=f'Layer by Layer: {model.name}')}")
+        readable = table.pivot(index="depth", columns="metric", values="value")[metrics]
+        _save(table, args)
+        emit(table[["depth", "metric", "value"]], args, readable.to_string(float_format=lambda v: f"{v:.4f}"))
+        return
+    status(f"metrics {', '.join(metrics)} on {len(texts)} texts for {', '.join(models)} ...")
+    config = {"command": "metrics", "models": models, "metrics": metrics, "texts": texts, **options}
+    table = compare_models(
+        models,
         texts,
         metrics,
-        normalization=args.normalization,
-        alpha=args.alpha,
-        seed=args.seed,
-        batch_size=args.batch_size,
+        checkpoint=_checkpoint(args, config),
+        load_options=_load_options(args),
         progress=not args.json,
+        **options,
     )
     if args.out:
-        status(f"wrote {metric_curves(table, args.out, title=f'Layer by Layer: {model.name}')}")
-    readable = table.pivot(index="depth", columns="metric", values="value")[metrics]
-    emit(table[["depth", "metric", "value"]], args, readable.to_string(float_format=lambda v: f"{v:.4f}"))
+        status(f"wrote {metric_curves_by_model(table, args.out, title='Layer by Layer: ' + ', '.join(models))}")
+    _save(table, args)
+    readable = table.pivot_table(index="relative_depth", columns=["metric", "model"], values="value")
+    emit(
+        table[["model", "depth", "relative_depth", "metric", "value"]],
+        args,
+        readable.to_string(float_format=lambda v: f"{v:.4f}"),
+    )
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
-    from layerscope.layer_by_layer import best_vs_last, probe_layers
-    from layerscope.plotting import probe_curve
+    from layerscope.layer_by_layer import best_vs_last, compare_probes, probe_layers, probe_summary
+    from layerscope.plotting import probe_curve, probe_curves_by_model
 
-    texts, labels = load_task(args.task)
-    model = load_model(args)
-    status(f"probing {len(texts)} texts ({len(set(map(str, labels)))} classes) at {model.n_layers + 1} depths ...")
-    table = probe_layers(
-        model,
-        texts,
-        labels,
-        pooling=args.pooling,
-        folds=args.folds,
-        seed=args.seed,
-        batch_size=args.batch_size,
+    task_names = [t.strip() for t in args.task.split(",") if t.strip()]
+    if not task_names:
+        raise LayerscopeError("--task is empty")
+    tasks = {name: load_task(name) for name in task_names}
+    models = parse_models(args.models)
+    if models is not None and args.model is not None:
+        raise LayerscopeError("give either --model or --models, not both")
+    options = {"pooling": args.pooling, "folds": args.folds, "seed": args.seed, **_batching(args)}
+    if models is None and len(tasks) == 1:
+        texts, labels = tasks[task_names[0]]
+        model = load_model(args)
+        status(f"probing {len(texts)} texts ({len(set(map(str, labels)))} classes) at {model.n_layers + 1} depths ...")
+        table = probe_layers(model, texts, labels, progress=not args.json, **options)
+        summary = best_vs_last(table)
+        status(
+            f"best depth {summary['best_depth']}: {summary['best_accuracy']:.3f}; "
+            f"last depth {summary['last_depth']}: {summary['last_accuracy']:.3f} (gain {summary['gain']:+.3f})"
+        )
+        if args.out:
+            status(f"wrote {probe_curve(table, args.out, title=f'Probe {args.task} ({model.name})')}")
+        _save(table, args)
+        readable = table[["depth", "accuracy", "accuracy_std", "n"]].copy()
+        readable["best"] = ["<- best" if d == summary["best_depth"] else "" for d in readable["depth"]]
+        emit(
+            table[["depth", "accuracy", "accuracy_std", "n"]],
+            args,
+            readable.to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+        )
+        return
+    if models is None:
+        models = [load_model(args)]
+    config = {"command": "probe", "models": [m if isinstance(m, str) else m.name for m in models], **options}
+    config["tasks"] = {name: [list(t), [str(v) for v in y]] for name, (t, y) in tasks.items()}
+    table = compare_probes(
+        models,
+        tasks,
+        checkpoint=_checkpoint(args, config),
+        load_options=_load_options(args),
         progress=not args.json,
+        **options,
     )
-    summary = best_vs_last(table)
-    status(
-        f"best depth {summary['best_depth']}: {summary['best_accuracy']:.3f}; "
-        f"last depth {summary['last_depth']}: {summary['last_accuracy']:.3f} (gain {summary['gain']:+.3f})"
-    )
+    summary = probe_summary(table)
+    for row in summary.itertuples():
+        status(
+            f"{row.model} / {row.task}: best depth {row.best_depth} ({row.best_relative_depth:.2f}): "
+            f"{row.best_accuracy:.3f}; last depth {row.last_depth}: {row.last_accuracy:.3f} (gain {row.gain:+.3f})"
+        )
     if args.out:
-        status(f"wrote {probe_curve(table, args.out, title=f'Probe {args.task} ({model.name})')}")
-    readable = table[["depth", "accuracy", "accuracy_std", "n"]].copy()
-    readable["best"] = ["<- best" if d == summary["best_depth"] else "" for d in readable["depth"]]
-    emit(
-        table[["depth", "accuracy", "accuracy_std", "n"]],
-        args,
-        readable.to_string(index=False, float_format=lambda v: f"{v:.3f}"),
-    )
+        status(f"wrote {probe_curves_by_model(table, args.out)}")
+    _save(table, args)
+    emit(table, args, summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+DEMO_TEXTS = 48
+"""Corpus lines for the demo's metric curves (the cheap metrics only: one forward pass each)."""
+DEMO_PROBE_PER_CLASS = 80
+"""Sentiment examples per class for the demo's probe."""
 
 
 def section_layer_by_layer(model, report, out_dir: Path) -> list[dict]:
@@ -120,18 +210,22 @@ def section_layer_by_layer(model, report, out_dir: Path) -> list[dict]:
 
     report.section(
         "Layer by Layer",
-        "Representation metrics per depth (0 = embeddings, d = output of block d-1, before the final "
-        "norm) on 100 corpus lines, max-normalised: prompt entropy, dataset entropy (mean pooling) and "
-        "curvature. Then a logistic-regression probe of the sentiment task per depth (5-fold CV): "
-        "intermediate depths often beat the last one (Skean et al., ICML 2025).",
+        f"Representation metrics per depth (0 = embeddings, d = output of block d-1, before the final "
+        f"norm) on {DEMO_TEXTS} corpus lines, max-normalised: prompt entropy, dataset entropy (mean pooling) "
+        f"and curvature. Then a logistic-regression probe per depth (5-fold CV) on {2 * DEMO_PROBE_PER_CLASS} "
+        "examples of the sentiment task: intermediate depths often beat the last one (Skean et al., ICML "
+        "2025). The invariance metrics (InfoNCE, LiDAR, DiME) and other models: `layerscope metrics --models`.",
     )
     metrics = representation_metrics(
-        model, load_corpus()[:100], ["prompt_entropy", "dataset_entropy", "curvature"], progress=False
+        model, load_corpus()[:DEMO_TEXTS], ["prompt_entropy", "dataset_entropy", "curvature"], progress=False
     )
     report.image(metric_curves(metrics, out_dir / "layer_metrics.png", title=f"Layer by Layer: {model.name}"))
     report.table(metrics.pivot(index="depth", columns="metric", values="value").reset_index())
     sentiment = load_dataset("sentiment")
-    probe = probe_layers(model, [r["text"] for r in sentiment], [r["label"] for r in sentiment], progress=False)
+    chosen = [r for r in sentiment if r["label"] == "positive"][:DEMO_PROBE_PER_CLASS] + [
+        r for r in sentiment if r["label"] == "negative"
+    ][:DEMO_PROBE_PER_CLASS]
+    probe = probe_layers(model, [r["text"] for r in chosen], [r["label"] for r in chosen], progress=False)
     report.image(probe_curve(probe, out_dir / "probe_sentiment.png", title=f"Sentiment probe: {model.name}"))
     summary = best_vs_last(probe)
     report.table(pd.DataFrame([summary]))
@@ -157,8 +251,25 @@ def section_layer_by_layer(model, report, out_dir: Path) -> list[dict]:
     return rows
 
 
-# Not yet listed: timed on the default model with issue 4 (the probe alone took 1-2 min under load).
-DEMO_SECTIONS: list = []
+DEMO_SECTIONS = [("layer by layer", section_layer_by_layer)]
+
+
+def _add_batching(p: argparse.ArgumentParser) -> None:
+    from layerscope.engine.chunking import DEFAULT_BUDGET
+    from layerscope.layer_by_layer import DEFAULT_BATCH_SIZE
+
+    p.add_argument(
+        "--batch-budget",
+        default=DEFAULT_BUDGET,
+        help=f"activation memory per forward chunk, e.g. 512MB or 2GiB (default: {DEFAULT_BUDGET}); "
+        "chunks are as large as fit, longest prompts first",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"at most this many prompts per forward chunk (default: {DEFAULT_BATCH_SIZE})",
+    )
 
 
 def register(command) -> None:
@@ -171,7 +282,9 @@ def register(command) -> None:
         "d = l+1 = output of block l (before the final norm). Prompt entropy and curvature are means\n"
         "over prompts; dataset entropy and effective rank use mean-pooled prompts; InfoNCE and DiME\n"
         "compare two augmented views; LiDAR uses 16 augmentations of the first 64 texts.\n\n"
-        "example:  layerscope metrics --limit 200 --metrics prompt-entropy,dataset-entropy --out metrics.png",
+        "examples:\n"
+        "  layerscope metrics --limit 200 --metrics prompt-entropy,dataset-entropy --out metrics.png\n"
+        "  layerscope metrics --models smollm2-135m,gemma3-270m,minilm-l6 --limit 200 --out models.png",
     )
     p.add_argument("--texts", help="a text file with one prompt per line (default: the shipped corpus)")
     p.add_argument(
@@ -189,8 +302,18 @@ def register(command) -> None:
     p.add_argument("--alpha", type=float, default=1.0, help="Renyi order of the entropies (default: 1)")
     p.add_argument("--limit", type=int, help="use only the first N texts")
     p.add_argument("--seed", type=int, default=0, help="augmentation / permutation seed (default: 0)")
-    p.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass (default: 16)")
-    p.add_argument("--out", help="write a PNG of every metric vs depth here")
+    p.add_argument(
+        "--lidar-limit", type=int, default=64, help="LiDAR uses the first N texts x 16 augmentations (default: 64)"
+    )
+    p.add_argument(
+        "--models",
+        help="several models side by side, comma-separated (e.g. smollm2-135m,gemma3-270m,minilm-l6): "
+        "rows gain 'model' and 'relative_depth', the plot has one curve per model",
+    )
+    _add_batching(p)
+    p.add_argument("--resume", help="checkpoint file (JSON lines) for --models: finished models are skipped")
+    p.add_argument("--save", help="write the table here (.csv, .json or .parquet)")
+    p.add_argument("--out", help="write a PNG of every metric vs depth (vs relative depth with --models) here")
 
     p = command(
         "probe",
@@ -199,13 +322,20 @@ def register(command) -> None:
         "Embed every text at every depth (mean or last-token pooling), then score a standardised\n"
         "logistic regression by stratified k-fold cross-validation per depth. The best depth is marked;\n"
         "Layer by Layer finds it is often not the last one.\n\n"
-        "example:  layerscope probe --task sentiment --out probe.png",
+        "examples:\n"
+        "  layerscope probe --task sentiment --out probe.png\n"
+        "  layerscope probe --task sentiment,topic --models smollm2-135m,minilm-l6 --out probes.png",
     )
     p.add_argument(
-        "--task", required=True, help="sentiment, topic, fact_opinion, or a JSONL file with 'text' and 'label'"
+        "--task",
+        required=True,
+        help="sentiment, topic, fact_opinion, or a JSONL file with 'text' and 'label'; several comma-separated",
     )
     p.add_argument("--pooling", default="mean", choices=["mean", "last"], help="token pooling (default: mean)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
     p.add_argument("--seed", type=int, default=0, help="fold shuffling seed (default: 0)")
-    p.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass (default: 16)")
+    p.add_argument("--models", help="several models, comma-separated: one curve per model and task")
+    _add_batching(p)
+    p.add_argument("--resume", help="checkpoint file (JSON lines): finished (model, task) pairs are skipped")
+    p.add_argument("--save", help="write the table here (.csv, .json or .parquet)")
     p.add_argument("--out", help="write a PNG of accuracy vs depth here")

@@ -1,7 +1,78 @@
-"""``sweep``: activation-patching sweep (to be written; see issue 6)."""
+"""``sweep``: activation patching over every (layer, position), as a heatmap and tidy rows."""
 
 from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from layerscope.cli.common import emit, load_model, status
+from layerscope.errors import LayerscopeError
+from layerscope.patching import GROUPINGS, PATCH_SITES
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from layerscope.patching import activation_patching
+    from layerscope.plotting import patching_heatmap
+
+    if args.out and Path(args.out).suffix.lower() != ".png":
+        raise LayerscopeError(f"--out must end in .png, got {Path(args.out).name}")
+    model = load_model(args)
+    table = activation_patching(
+        model,
+        args.clean,
+        args.corrupt,
+        args.answer,
+        args.wrong,
+        site=args.site,
+        layers=args.layers,
+        grouping=args.grouping,
+        batch_budget=args.batch_budget,
+        progress=not args.json,
+    )
+    attrs = table.attrs
+    status(
+        f"logit({args.answer!r}) - logit({args.wrong!r}): clean {attrs['clean_value']:.3f}, "
+        f"corrupt {attrs['corrupt_value']:.3f}"
+    )
+    if args.out:
+        title = f"Patching {args.site}: clean -> corrupt, logit({args.answer!r}) - logit({args.wrong!r})"
+        status(f"wrote {patching_heatmap(table, args.out, title=title)}")
+    readable = table.pivot(index="layer", columns="position", values="value").sort_index(ascending=False)
+    tokens = table.drop_duplicates("position").sort_values("position")["token"].tolist()
+    readable.columns = [f"{p}:{t}" for p, t in zip(readable.columns, tokens, strict=True)]
+    emit(table[["layer", "position", "value"]], args, readable.to_string(float_format=lambda v: f"{v:.2f}"))
 
 
 def register(command) -> None:
     """Add this module's commands through ``command(name, func, help, description)``."""
+    p = command(
+        "sweep",
+        cmd_sweep,
+        "activation patching: patch the clean state at every (layer, position) into the corrupt run",
+        "Activation-patching sweep. For every layer l and position p, the clean prompt's state at SITE[l],\n"
+        "position p, is written into the corrupt prompt's run; the value is logit(ANSWER) - logit(WRONG) at the\n"
+        "last position. Both prompts must have the same number of tokens; ANSWER and WRONG must be one token\n"
+        "each (mind the leading space). Variants are batched, start at their layer and reuse the unchanged\n"
+        "prefix, chunked to --batch-budget.\n\n"
+        'example:  layerscope sweep --clean "The Eiffel Tower is located in the city of" \\\n'
+        '              --corrupt "The Colosseum is located in the city of" --answer " Paris" --wrong " Rome" \\\n'
+        "              --out patching.png",
+    )
+    p.add_argument("--clean", required=True, help="the prompt whose states are patched in")
+    p.add_argument("--corrupt", required=True, help="the prompt that is run and patched (same number of tokens)")
+    p.add_argument("--answer", required=True, help="the clean answer token, e.g. ' Paris'")
+    p.add_argument("--wrong", required=True, help="the corrupt answer token, e.g. ' Rome'")
+    p.add_argument("--site", default="resid_post", choices=PATCH_SITES, help="where to patch (default: resid_post)")
+    p.add_argument("--layers", default="all", help="layers: all, N, A:B or A,B,C (default: all)")
+    p.add_argument("--out", help="write the heatmap PNG here")
+    p.add_argument(
+        "--batch-budget",
+        default="1GB",
+        help="memory budget for one batched forward chunk, e.g. 256MB or 2GB (default: 1GB)",
+    )
+    p.add_argument(
+        "--grouping",
+        default="auto",
+        choices=GROUPINGS,
+        help="how cells are batched (auto: cheapest tiling; results do not depend on it)",
+    )

@@ -45,6 +45,7 @@ def row_bytes(
     logits_positions: int = 1,
     captured_states: int = 0,
     keep_cache: bool = False,
+    cached_positions: int = 0,
 ) -> int:
     """Estimated activation memory of one batch row of a forward pass over ``seq_len`` tokens.
 
@@ -52,6 +53,8 @@ def row_bytes(
         logits_positions: positions whose logits are kept (``seq_len`` for ``logits="all"``).
         captured_states: number of ``[T, D]`` states captured per row (e.g. L + 1 for every depth).
         keep_cache: whether the KV cache is returned.
+        cached_positions: positions of a reused KV prefix that each row carries (prefix reuse
+            repeats the prefix's cache once per row).
     """
     config = model.hf.config.get_text_config() if hasattr(model.hf.config, "get_text_config") else model.hf.config
     d = model.d_model
@@ -60,8 +63,12 @@ def row_bytes(
     element = model.dtype.itemsize if hasattr(model.dtype, "itemsize") else 4
     per_row = seq_len * (4 * d + 3 * inner) + heads * seq_len * seq_len
     per_row += logits_positions * model.vocab_size + captured_states * seq_len * d
+    heads_kv = int(getattr(config, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(config, "head_dim", None) or d // max(heads, 1))
+    kv = 2 * model.n_layers * heads_kv * head_dim  # K and V of every layer, per position
+    per_row += kv * cached_positions
     if keep_cache:
-        per_row += 2 * model.n_layers * seq_len * d
+        per_row += kv * seq_len
     return int(per_row * element)
 
 

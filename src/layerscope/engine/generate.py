@@ -137,7 +137,7 @@ def generate(
     generator.manual_seed(seed)
     eos = model.tokenizer.eos_token_id
     pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
-    prompt_plan = compile_plan(ivs, batch, model.n_layers, model.d_model, 0, model.available_sites)
+    prompt_plan = compile_plan(ivs, batch, model.n_layers, model.d_model, 0, model.available_sites, loop=loop)
 
     finished = torch.zeros(batch.size, dtype=torch.bool, device=model.device)
     generated: list[torch.Tensor] = []
@@ -147,7 +147,9 @@ def generate(
             if step == 0 or not cached:
                 plan = prompt_plan
                 if step > 0 and mode == "every_step":
-                    plan = compile_plan(ivs, current, model.n_layers, model.d_model, 0, model.available_sites)
+                    plan = compile_plan(
+                        ivs, current, model.n_layers, model.d_model, 0, model.available_sites, loop=loop
+                    )
                 inputs = current.model_inputs()
             else:
                 offset = current.length - 1

@@ -169,22 +169,29 @@ class FunctionOp(Op):
 class FreezeOp(Op):
     """Freeze: the states entering block k are fed unchanged to every block >= k.
 
-    Compiled into a *record* at ``resid_pre[k]`` and a *replay* at ``resid_pre[j]`` for j > k.
+    Compiled into a *record* at ``resid_pre[k]`` (at one iteration: the intervention's ``loop``, or
+    0) and a *replay* at every later block call in execution order: ``resid_pre[j]`` for j > k and,
+    when k is inside a looped block, blocks ``a..k`` on the later iterations too (so block k itself
+    also gets the frozen states when it runs again).
     """
 
     slot: dict = field(default_factory=dict)
 
-    def transform(self, states, context):  # the record half; replay is FreezeReplayOp
-        if context.iteration == 0:
-            self.slot["states"] = states
+    def transform(self, states, context):  # the record half (compiled for one iteration); replay is FreezeReplayOp
+        self.slot["states"] = states
         return states
 
 
 @dataclass
 class FreezeReplayOp(Op):
+    """Write the recorded states back, from iteration ``first_iteration`` of this block on."""
+
     source: FreezeOp
+    first_iteration: int = 0
 
     def transform(self, states, context):
+        if context.iteration < self.first_iteration:
+            return states
         return self.source.slot.get("states", states)
 
 

@@ -69,6 +69,7 @@ def compile_plan(
     offset: int = 0,
     available_sites: set[str] | None = None,
     drop_prefix: bool = False,
+    loop=None,
 ) -> Plan:
     """Resolve every intervention against ``batch``.
 
@@ -78,6 +79,8 @@ def compile_plan(
         available_sites: site kinds the model supports (attn_out/mlp_out need found sub-blocks).
         drop_prefix: silently skip positions inside the cache instead of raising (generation steps,
             where those positions were handled when they were computed).
+        loop: the run's :class:`~layerscope.engine.session.Loop` (or None): a freeze inside a looped
+            block replays on the block's later iterations too.
     """
     plan = Plan()
     device = batch.input_ids.device
@@ -104,16 +107,44 @@ def compile_plan(
             # a private slot per compiled intervention: one freeze object shared by several
             # variants must not hand one variant's recorded states to another
             op = replace(op, slot={})
-        for layer in layers:
-            plan.ops[(iv.site, layer)].append(CompiledOp(op, row_idx, pos_idx, iv.loop))
         if isinstance(op, FreezeOp):
             if iv.site != "resid_pre" or len(layers) != 1:
                 raise InterventionError("freeze applies at one resid_pre layer: use freeze(layer, positions)")
-            for later in range(layers[0] + 1, n_layers):
-                plan.ops[("resid_pre", later)].append(CompiledOp(FreezeReplayOp(op), row_idx, pos_idx, None))
+            record = iv.loop or 0
+            plan.ops[("resid_pre", layers[0])].append(CompiledOp(op, row_idx, pos_idx, record))
+            for later, first in _freeze_replays(layers[0], record, n_layers, loop):
+                plan.ops[("resid_pre", later)].append(CompiledOp(FreezeReplayOp(op, first), row_idx, pos_idx, None))
+            continue
+        for layer in layers:
+            plan.ops[(iv.site, layer)].append(CompiledOp(op, row_idx, pos_idx, iv.loop))
     for key, ops in plan.ops.items():
         plan.ops[key] = _fuse_sets(ops)
     return plan
+
+
+def _freeze_replays(layer: int, record: int, n_layers: int, loop) -> list[tuple[int, int]]:
+    """``(block j, first iteration)`` of every block call after ``resid_pre[layer]`` at iteration ``record``.
+
+    Without a loop (or with ``layer`` outside it) that is every block j > layer. With ``layer`` in a
+    looped block [a, b): blocks layer+1..b-1 from iteration ``record`` on, blocks a..layer from
+    ``record + 1`` on (they run again after ``layer``), and the blocks above the loop (iteration 0).
+    """
+    inside = loop is not None and loop.start <= layer < loop.stop
+    if record and not (inside and record < loop.times):
+        where = f"block [{loop.start}, {loop.stop}) x {loop.times}" if loop is not None else "no loop"
+        raise InterventionError(
+            f"freeze at layer {layer}, iteration {record} never runs ({where}): only layers of a looped block "
+            "run more than once; use an iteration below the loop count"
+        )
+    replays = []
+    for j in range(n_layers):
+        if inside and loop.start <= j < loop.stop:
+            first = record if j > layer else record + 1
+            if first < loop.times:
+                replays.append((j, first))
+        elif j > layer:
+            replays.append((j, 0))
+    return replays
 
 
 def _bind_value(iv: Intervention, n_pairs: int, n_rows: int, d_model: int) -> Op:
@@ -148,23 +179,41 @@ def _bind_value(iv: Intervention, n_pairs: int, n_rows: int, d_model: int) -> Op
 
 
 def _fuse_sets(ops: list[CompiledOp]) -> list[CompiledOp]:
-    """Merge consecutive patches on disjoint rows into one indexed write."""
+    """Merge consecutive patches on disjoint rows into one indexed write.
+
+    Linear in the number of ops: the rows already in the current fused write are kept in a set
+    (a sweep of V variants at one site used to cost O(V^2) here), and the values and indices are
+    concatenated once per run of fusable ops rather than once per op.
+    """
     fused: list[CompiledOp] = []
-    for op in ops:
-        prev = fused[-1] if fused else None
-        if (
-            prev is not None
-            and isinstance(prev.op, SetOp)
-            and isinstance(op.op, SetOp)
-            and prev.loop == op.loop
-            and not set(prev.rows.tolist()) & set(op.rows.tolist())
-        ):
-            fused[-1] = CompiledOp(
-                SetOp(torch.cat([prev.op.value.to(op.op.value.device), op.op.value])),
-                torch.cat([prev.rows, op.rows]),
-                torch.cat([prev.positions, op.positions]),
-                op.loop,
+    group: list[CompiledOp] = []
+    rows_seen: set[int] = set()
+
+    def flush() -> None:
+        if len(group) == 1:
+            fused.append(group[0])
+        elif group:
+            device = group[-1].op.value.device
+            fused.append(
+                CompiledOp(
+                    SetOp(torch.cat([g.op.value.to(device) for g in group])),
+                    torch.cat([g.rows for g in group]),
+                    torch.cat([g.positions for g in group]),
+                    group[-1].loop,
+                )
             )
-        else:
+        group.clear()
+        rows_seen.clear()
+
+    for op in ops:
+        if not isinstance(op.op, SetOp):
+            flush()
             fused.append(op)
+            continue
+        rows = set(op.rows.tolist())
+        if group and (group[-1].loop != op.loop or rows & rows_seen):
+            flush()
+        group.append(op)
+        rows_seen |= rows
+    flush()
     return fused

@@ -86,7 +86,7 @@ def run(
     offset = 0
     if prefix is not None:
         offset = _check_prefix(prefix, prefix_length, batch)
-    plan = compile_plan(ivs, batch, n_layers, model.d_model, offset, model.available_sites)
+    plan = compile_plan(ivs, batch, n_layers, model.d_model, offset, model.available_sites, loop=loop)
     capture_spec = parse_capture(capture, n_layers)
     capture_index = None
     if capture_positions is not None:

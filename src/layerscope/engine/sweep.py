@@ -106,6 +106,7 @@ def sweep_layers(
         batch.length - prefix_length,
         logits_positions=batch.length if logits == "all" else 1,
         captured_states=_count_captures(capture, model.n_layers),
+        cached_positions=batch.length if prefix_length else 0,  # the repeated prefix cache grows to T
     )
     from tqdm.auto import tqdm
 

@@ -24,6 +24,7 @@ from layerscope.metrics.entropy import (
     gram_eigenvalues,
     normalize_entropy,
     psd_matrix_entropy,
+    small_lapack,
 )
 
 __all__ = ["infonce", "lidar", "lda_matrix", "dime", "random_permutations"]
@@ -95,12 +96,13 @@ def infonce(
 
 def _inverse_sqrt_psd(S: Tensor) -> Tensor:
     """``S^(-1/2)`` of a symmetric positive-definite ``S [..., D, D]`` via eigh."""
-    evals, evecs = torch.linalg.eigh(0.5 * (S + S.mT))
+    with small_lapack(S):
+        evals, evecs = torch.linalg.eigh(0.5 * (S + S.mT))
     return (evecs * evals.rsqrt().unsqueeze(-2)) @ evecs.mT
 
 
-def _lda_factor(views: Tensor, eps: float) -> Tensor:
-    """``C [..., D, N]`` with ``C C^T = S_w^(-1/2) S_b S_w^(-1/2)`` (see :func:`lidar`)."""
+def _scatter(views: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """``(S_w [..., D, D], B [..., D, N])`` with ``S_b = B B^T`` (see :func:`lidar`)."""
     if views.dim() < 3:
         raise ValueError(f"views must have shape [..., N, K, D], got {tuple(views.shape)}")
     x = views.to(torch.float64)
@@ -113,7 +115,34 @@ def _lda_factor(views: Tensor, eps: float) -> Tensor:
     W = (x - class_means.unsqueeze(-2)).reshape(*x.shape[:-3], N * K, D)
     S_w = (W.mT @ W) / (N * K)
     S_w = S_w + eps * torch.eye(D, dtype=x.dtype, device=x.device)
+    return S_w, B
+
+
+def _lda_factor(views: Tensor, eps: float) -> Tensor:
+    """``C [..., D, N]`` with ``C C^T = S_w^(-1/2) S_b S_w^(-1/2)`` (see :func:`lidar`)."""
+    S_w, B = _scatter(views, eps)
     return _inverse_sqrt_psd(S_w) @ B  # [..., D, N]
+
+
+def _whitened_between(views: Tensor, eps: float) -> Tensor:
+    """``X [..., D, N]`` whose ``X X^T`` has the spectrum of the LDA matrix, via Cholesky.
+
+    With ``S_w = R R^T`` (Cholesky) and ``X = R^(-1) B``, ``X X^T = R^(-1) S_b R^(-T)`` is similar
+    to ``S_w^(-1) S_b`` and so to ``S_w^(-1/2) S_b S_w^(-1/2)``: same eigenvalues, for a Cholesky
+    and a triangular solve (~D^3 / 3 flops) instead of a full ``D x D`` eigendecomposition
+    (several times that).  ``S_w`` must be positive definite: with ``eps = 0`` and fewer
+    within-class directions than dimensions it is not, and a ValueError says so (the
+    ``S_w^(-1/2)`` of the definition does not exist then either).
+    """
+    S_w, B = _scatter(views, eps)
+    with small_lapack(S_w):
+        R, info = torch.linalg.cholesky_ex(S_w)
+        if bool((info != 0).any()):
+            raise ValueError(
+                "LiDAR: the within-class covariance S_w is singular (fewer within-class directions than "
+                "dimensions); use eps > 0 (1e-4 in the paper)"
+            )
+        return torch.linalg.solve_triangular(R, B, upper=False)
 
 
 def lda_matrix(views: Tensor, eps: float = 1e-4) -> Tensor:
@@ -140,10 +169,11 @@ def lidar(
     * ``S_w = 1/(N K) sum_{n,k} (z_nk - mu_n)(z_nk - mu_n)^T + eps I`` (within),
     * ``LiDAR = S_alpha`` of the eigenvalues of ``S_w^(-1/2) S_b S_w^(-1/2)``.
 
-    ``S_w^(-1/2)`` comes from a symmetric eigendecomposition (``eigh``) of
-    ``S_w``.  Writing ``S_b = B B^T`` (B is ``D x N``), the LDA matrix is
-    ``C C^T`` with ``C = S_w^(-1/2) B``; its non-zero eigenvalues are those of the
-    smaller of ``C C^T`` / ``C^T C``, which is what is decomposed (exactly PSD).
+    Writing ``S_b = B B^T`` (B is ``D x N``) and ``S_w = R R^T`` (Cholesky), the LDA
+    matrix has the spectrum of ``X X^T`` with ``X = R^(-1) B`` (a similar matrix, see
+    :func:`lda_matrix` for the matrix itself); its non-zero eigenvalues are those of the
+    smaller of ``X X^T`` / ``X^T X``, which is what is decomposed (exactly PSD).  No
+    ``D x D`` eigendecomposition is needed.
 
     Normalisation: default ``"max"``, i.e. divided by ``min(log N, log D)`` with N
     the number of prompts (classes) -- as in the authors' code
@@ -161,9 +191,9 @@ def lidar(
     Returns:
         ``[...]`` float64.
     """
-    C = _lda_factor(views, eps)  # [..., D, N]
-    # Rows of C^T are N vectors in R^D: gram_eigenvalues(C^T) = spectrum of C C^T.
-    lam = gram_eigenvalues(C.mT)
+    X = _whitened_between(views, eps)  # [..., D, N]
+    # Rows of X^T are N vectors in R^D: gram_eigenvalues(X^T) = spectrum of X X^T (smaller side).
+    lam = gram_eigenvalues(X.mT)
     h = entropy_from_eigenvalues(lam, alpha)
     return normalize_entropy(h, normalization, views.shape[-3], views.shape[-1])
 

@@ -1,0 +1,341 @@
+"""Activation patching over (layer, position): how much of a clean run does one state restore?
+
+Two prompts of the same length, e.g. clean "The Eiffel Tower is located in the city of" and corrupt
+"The Colosseum is located in the city of". For every layer l and position p, the clean state at
+``site[l]`` (position p) is written into the corrupt run, and the metric is
+``logit(answer) - logit(wrong)`` at the last position (" Paris" vs " Rome"). The result is one tidy
+row per (layer, position).
+
+The straightforward way runs one full forward per cell (L x T forwards). Here a cell's work is
+only what the patch can change:
+
+- **Start at the layer.** Below layer l nothing differs from the corrupt run, so every variant
+  starts from the corrupt run's ``resid_pre`` states (``engine.sweep.sweep_layers``). A
+  ``resid_post[l]`` patch is the same as a ``resid_pre[l+1]`` patch, so it starts one block later.
+- **Reuse the unchanged prefix.** A patch at position p leaves positions ``< p`` unchanged in
+  every layer (causal attention), so their keys and values come from the corrupt run's KV cache
+  and only positions ``p..T-1`` are computed.
+- **Batch.** Variants are stacked in the batch dimension and chunked to a memory budget.
+
+The cells are grouped into tiles (a block of layers x a block of positions); a tile runs as one
+batch that starts at its lowest layer and reuses the prefix before its first position. Small tiles
+waste no arithmetic but pay a fixed cost per forward call (the weights are read once per call);
+large tiles batch well but compute states that cannot have changed. ``grouping="auto"`` picks the
+tiling that minimises a simple cost model (:func:`plan_tiles`); ``"layer"``, ``"position"``,
+``"cell"`` and ``"none"`` force one scheme (for comparisons: ``benchmarks/patching.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from layerscope.engine.chunking import parse_budget, row_bytes
+from layerscope.engine.interventions import Intervention, LayerSpec, patch, resolve_layers
+from layerscope.engine.positions import PositionSpec
+from layerscope.engine.sweep import clean_run, sweep_layers
+from layerscope.errors import LayerscopeError
+
+PATCH_SITES = ("resid_post", "resid_pre", "attn_out", "mlp_out")
+GROUPINGS = ("auto", "layer", "position", "cell", "none")
+
+#: the fixed cost of one forward call per block, in units of "one token through one block":
+#: a call reads every weight once, which on a CPU costs about as much as computing a few dozen
+#: tokens; on a GPU the launch overhead is worth far more tokens.
+CALL_COST_TOKENS = {"cpu": 24.0, "cuda": 512.0}
+#: tiles span at most this many layers (the planner's search stays fast; larger blocks never paid off)
+MAX_LAYER_BLOCK = 4
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A group of cells that runs as one batch.
+
+    Attributes:
+        start: the start layer (blocks below it are not run: their states come from the corrupt run).
+        prefix: positions ``< prefix`` come from the corrupt run's KV cache (0 = none).
+        layers: the patched layers of the tile; ``positions``: the patched positions.
+    """
+
+    start: int
+    prefix: int
+    layers: tuple[int, ...]
+    positions: tuple[int, ...]
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.layers) * len(self.positions)
+
+
+def single_token(tokenizer, text: str, what: str) -> int:
+    """The id of ``text`` if it is exactly one token, else a :class:`LayerscopeError` that shows the split."""
+    if not isinstance(text, str) or not text:
+        raise LayerscopeError(f"{what} is empty: give one token, e.g. ' Paris' (with its leading space)")
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        pieces = tokenizer.convert_ids_to_tokens(ids)
+        hint = ""
+        if not text.startswith(" "):
+            spaced = tokenizer(" " + text, add_special_tokens=False)["input_ids"]
+            if len(spaced) == 1:
+                hint = f"; ' {text}' (with a leading space) is one token"
+        raise LayerscopeError(
+            f"{what} {text!r} is {len(ids)} tokens {pieces}, but the metric compares the logits of single "
+            f"tokens: choose a word that is one token{hint}"
+        )
+    return int(ids[0])
+
+
+def start_layer_of(site: str, layer: int, n_layers: int) -> int:
+    """The first block a patch at ``site[layer]`` can change (``resid_post[l] == resid_pre[l+1]``)."""
+    return layer + 1 if site == "resid_post" and layer < n_layers - 1 else layer
+
+
+def patch_of(site: str, layer: int, position: int, value: torch.Tensor, n_layers: int) -> Intervention:
+    """The intervention for one cell, at its start layer (a ``resid_post[l]`` patch becomes ``resid_pre[l+1]``)."""
+    if site == "resid_post" and layer < n_layers - 1:
+        return patch("resid_pre", layer + 1, position, value)
+    return patch(site, layer, position, value)
+
+
+def plan_tiles(
+    site: str,
+    layers: Sequence[int],
+    positions: Sequence[int],
+    n_layers: int,
+    seq_len: int,
+    grouping: str = "auto",
+    call_cost: float = CALL_COST_TOKENS["cpu"],
+    head_cost: float = 8.0,
+    rows_fit=None,
+    reuse_prefix: bool = True,
+) -> list[Tile]:
+    """Group the (layer, position) cells into tiles.
+
+    Cost model (units: one token through one block): a tile that starts at block k and reuses a
+    prefix of length s costs ``(n_layers - k) * cells * (seq_len - s)`` of arithmetic plus
+    ``(n_layers - k + head_cost) * call_cost`` per forward call (``head_cost``: the unembedding's
+    weight, in blocks). ``rows_fit(tokens)`` = rows per chunk under the memory budget (a tile with
+    more cells runs as several calls). ``reuse_prefix=False`` keeps every tile's prefix at 0 (models
+    whose KV cache cannot be cut back, e.g. sliding-window layers). ``"auto"`` finds the cheapest tiling whose tiles are a run of
+    consecutive layers x a run of consecutive positions, by dynamic programming over both axes.
+    """
+    layers, positions = sorted(set(layers)), sorted(set(positions))
+    if grouping not in GROUPINGS:
+        raise LayerscopeError(f"unknown grouping {grouping!r}: use one of {', '.join(GROUPINGS)}")
+    if not layers or not positions:
+        return []
+    starts = [start_layer_of(site, l, n_layers) for l in layers]
+
+    def prefix_of(position: int) -> int:
+        return position if reuse_prefix else 0
+    if grouping == "none":
+        return [Tile(0, 0, tuple(layers), tuple(positions))]
+    if grouping == "layer":
+        return [Tile(k, 0, (l,), tuple(positions)) for l, k in zip(layers, starts, strict=True)]
+    if grouping == "position":
+        return [Tile(min(starts), prefix_of(p), tuple(layers), (p,)) for p in positions]
+    if grouping == "cell":
+        return [Tile(k, prefix_of(p), (l,), (p,)) for l, k in zip(layers, starts, strict=True) for p in positions]
+
+    def calls(rows: int, tokens: int) -> int:
+        return math.ceil(rows / max(1, rows_fit(tokens))) if rows_fit is not None else 1
+
+    # inner problem: for a block of `a` layers, the best split of the positions into runs; it does
+    # not depend on which layers, only on `a` (the per-block factor multiplies every term).
+    n_pos = len(positions)
+    max_block = min(len(layers), MAX_LAYER_BLOCK)
+    inner: dict[tuple[int, int], tuple[float, list[tuple[int, int]]]] = {}
+
+    def split_positions(a: int, blocks: int) -> tuple[float, list[tuple[int, int]]]:
+        best = [0.0] + [math.inf] * n_pos
+        back = [0] * (n_pos + 1)
+        for j in range(1, n_pos + 1):
+            for i in range(j):
+                tokens = seq_len - prefix_of(positions[i])
+                rows = a * (j - i)
+                cost = best[i] + blocks * rows * tokens + (blocks + head_cost) * call_cost * calls(rows, tokens)
+                if cost < best[j]:
+                    best[j], back[j] = cost, i
+        runs, j = [], n_pos
+        while j > 0:
+            runs.append((back[j], j))
+            j = back[j]
+        return best[n_pos], runs[::-1]
+
+    # outer problem over consecutive layers: a block [i, j) starts at starts[i]
+    best = [0.0] + [math.inf] * len(layers)
+    back: list[tuple[int, list[tuple[int, int]]]] = [(0, [])] * (len(layers) + 1)
+    for j in range(1, len(layers) + 1):
+        for i in range(max(0, j - max_block), j):
+            blocks = n_layers - starts[i]
+            key = (j - i, blocks)
+            if key not in inner:
+                inner[key] = split_positions(j - i, blocks)
+            cost = best[i] + inner[key][0]
+            if cost < best[j]:
+                best[j], back[j] = cost, (i, inner[key][1])
+    tiles: list[Tile] = []
+    j = len(layers)
+    while j > 0:
+        i, runs = back[j]
+        for a, b in runs:
+            tiles.append(Tile(starts[i], prefix_of(positions[a]), tuple(layers[i:j]), tuple(positions[a:b])))
+        j = i
+    return sorted(tiles, key=lambda t: (t.prefix, t.start))
+
+
+def activation_patching(
+    model,
+    clean: str,
+    corrupt: str,
+    answer: str,
+    wrong: str,
+    *,
+    site: str = "resid_post",
+    layers: LayerSpec = "all",
+    positions: PositionSpec = "all",
+    grouping: str = "auto",
+    batch_budget: str | int | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Patch the clean run's ``site[l]`` at position p into the corrupt run, for every (l, p).
+
+    Args:
+        clean, corrupt: two prompts with the same number of tokens.
+        answer, wrong: single tokens (mind the leading space: ``" Paris"``); the metric is
+            ``logit(answer) - logit(wrong)`` at the last position of the patched corrupt run.
+        site: ``resid_post`` (default), ``resid_pre``, ``attn_out`` or ``mlp_out``.
+        layers, positions: the grid (positions index the prompt's tokens; default: all).
+        grouping: how cells are batched (see the module docstring); the values do not depend on it.
+        batch_budget: memory budget per forward chunk (e.g. ``"256MB"``); None = no limit.
+    Returns:
+        One row per cell: ``layer``, ``position``, ``token`` (the corrupt prompt's token there),
+        ``value`` (the metric after patching). ``table.attrs`` holds ``clean_value`` and
+        ``corrupt_value`` (the metric of the unpatched runs), ``site``, ``answer`` and ``wrong``.
+    """
+    if site not in PATCH_SITES:
+        raise LayerscopeError(f"unknown site {site!r}: use one of {', '.join(PATCH_SITES)}")
+    if not model.is_causal:
+        raise LayerscopeError("activation patching needs a causal LM (the metric is a next-token logit difference)")
+    if site not in model.available_sites:
+        raise LayerscopeError(f"site {site!r} is not available for this model (found: {sorted(model.available_sites)})")
+    answer_id = single_token(model.tokenizer, answer, "answer")
+    wrong_id = single_token(model.tokenizer, wrong, "wrong")
+    source, target = model.tokenize(clean), model.tokenize(corrupt)
+    if source.length != target.length:
+        raise LayerscopeError(
+            f"the clean and corrupt prompts must have the same number of tokens to patch position by position: "
+            f"clean has {source.length} {source.prompts[0].tokens}, corrupt has {target.length} "
+            f"{target.prompts[0].tokens}"
+        )
+    n_layers, seq_len = model.n_layers, target.length
+    layer_list = sorted(set(resolve_layers(layers, n_layers)))
+    position_list = sorted(set(target.positions(positions, 0)))
+    parse_budget(batch_budget)  # fail on a bad budget before any work
+
+    def rows_fit(tokens: int) -> int:
+        limit = parse_budget(batch_budget)
+        if limit is None:
+            return 1 << 30
+        per_row = row_bytes(model, tokens, cached_positions=seq_len if tokens < seq_len else 0)
+        return max(1, limit // per_row)
+
+    device_kind = "cuda" if model.device.type == "cuda" else "cpu"
+    tiles = plan_tiles(
+        site,
+        layer_list,
+        position_list,
+        n_layers,
+        seq_len,
+        grouping,
+        call_cost=CALL_COST_TOKENS[device_kind],
+        head_cost=_head_cost(model),
+        rows_fit=rows_fit,
+        reuse_prefix=_can_crop_cache(model, seq_len),
+    )
+
+    with torch.no_grad():
+        src = model.run(source, capture=(site, layer_list), logits="last")
+        values = {l: src.get(site, l)[0] for l in layer_list}  # [T, D] each
+        starts = sorted({t.start for t in tiles} | {start_layer_of(site, l, n_layers) for l in layer_list} - {0})
+        base = clean_run(model, target, starts, keep_cache=any(t.prefix for t in tiles))
+    clean_value = _metric(src.last_logits[0], answer_id, wrong_id)
+    corrupt_value = _metric(base.last_logits[0], answer_id, wrong_id)
+
+    results: dict[tuple[int, int], float] = {}
+    from tqdm.auto import tqdm
+
+    total = len(layer_list) * len(position_list)
+    bar = tqdm(total=total, desc=f"patching {site}", disable=not progress or total <= 1, unit="cell")
+    try:
+        for prefix in sorted({t.prefix for t in tiles}):
+            group = [t for t in tiles if t.prefix == prefix]
+            cells: dict[int, list[tuple[int, int]]] = {}
+            for t in group:  # two tiles may share a start (resid_post of the last two layers)
+                cells.setdefault(t.start, []).extend((l, p) for l in t.layers for p in t.positions)
+            grid = {
+                k: [[patch_of(site, l, p, values[l][p], n_layers)] for l, p in cell_list]
+                for k, cell_list in cells.items()
+            }
+            for chunk in sweep_layers(
+                model,
+                target,
+                grid,
+                clean=base,
+                prefix_length=prefix,
+                batch_budget=batch_budget,
+                progress=False,
+            ):
+                logits = chunk.last_logits()[0]  # [V', vocab]
+                diff = (logits[:, answer_id] - logits[:, wrong_id]).float().cpu().tolist()
+                for cell, value in zip(cells[chunk.layer][chunk.variants], diff, strict=True):
+                    results[cell] = value
+                bar.update(len(diff))
+    finally:
+        bar.close()
+
+    tokens = target.prompts[0].tokens
+    rows = [
+        {"layer": l, "position": p, "token": tokens[p], "value": results[(l, p)]}
+        for l in layer_list
+        for p in position_list
+    ]
+    table = pd.DataFrame(rows, columns=["layer", "position", "token", "value"])
+    table.attrs.update(
+        site=site, answer=answer, wrong=wrong, clean_value=clean_value, corrupt_value=corrupt_value, tiles=len(tiles)
+    )
+    return table
+
+
+def _metric(logits: torch.Tensor, answer_id: int, wrong_id: int) -> float:
+    return float(logits[answer_id] - logits[wrong_id])
+
+
+def _can_crop_cache(model, seq_len: int) -> bool:
+    """Whether the corrupt run's KV cache can be cut back to any prefix: not when a sliding-window
+    layer has already dropped early positions (Gemma 3, Mistral-style) for this prompt length."""
+    config = model.hf.config.get_text_config() if hasattr(model.hf.config, "get_text_config") else model.hf.config
+    window = getattr(config, "sliding_window", None)
+    kinds = getattr(config, "layer_types", None) or []
+    uses_window = any("sliding" in str(kind) for kind in kinds) or (window is not None and not kinds)
+    return not (uses_window and window is not None and seq_len > int(window))
+
+
+def _head_cost(model) -> float:
+    """The unembedding's weight in units of one block's weights (what a call reads besides the blocks)."""
+    block = sum(p.numel() for p in model.adapter.blocks[0].parameters())
+    return model.vocab_size * model.d_model / max(block, 1)
+
+
+def grid_of(table: pd.DataFrame) -> torch.Tensor:
+    """``[layers, positions]`` tensor of ``value`` from a patching table (rows sorted by layer, position)."""
+    wide = table.pivot(index="layer", columns="position", values="value").sort_index()
+    return torch.tensor(wide.values)
+
+
+__all__ = ["activation_patching", "plan_tiles", "Tile", "single_token", "grid_of"]
