@@ -1,7 +1,7 @@
 """Capture every layer's residual stream vs a plain HF forward with output_hidden_states.
 
-Both run on the same prompts in the same process, interleaved, and the report is the ratio of
-medians (machines here are shared and noisy: absolute times mean little).
+64 prompts of exactly 32 tokens. Both run on the same prompts in the same process, interleaved,
+and the report is the ratio of medians (machines here are shared and noisy: absolute times mean little).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 
 import layerscope as ls
 from layerscope.datasets import load_corpus
+from layerscope.engine.batch import from_ids
 
 
 def _time(fn, repeats: int) -> list[float]:
@@ -24,9 +25,12 @@ def _time(fn, repeats: int) -> list[float]:
     return times
 
 
-def bench_capture(model: ls.Model, n_prompts: int = 16, repeats: int = 7) -> dict:
-    prompts = [" ".join(line.split()[:32]) for line in load_corpus()[:n_prompts]]
-    batch = model.tokenize(prompts)
+def bench_capture(model: ls.Model, n_prompts: int = 64, n_tokens: int = 32, repeats: int = 7) -> dict:
+    # exactly `n_tokens` tokens per prompt (corpus lines cut at the token level, so no padding)
+    lines = [line for line in load_corpus() if len(model.tokenizer(line)["input_ids"]) >= n_tokens]
+    lines = (lines * (n_prompts // max(len(lines), 1) + 1))[:n_prompts]
+    rows = [model.tokenizer(line)["input_ids"][:n_tokens] for line in lines]
+    batch = from_ids(model.tokenizer, rows, lines, [None] * len(rows), model.device)
     inputs = batch.model_inputs()
 
     def plain():

@@ -94,3 +94,21 @@ def test_every_command_has_help(capsys, command):
     out = capsys.readouterr().out
     assert exit_info.value.code == 0
     assert "--model" in out and "--json" in out and "--dtype" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["attend", "--model", "m", "--json", "sweep", "--task", "capitals"],
+        ["attend", "sweep", "--model", "m", "--json", "--task", "capitals"],
+        ["eval", "--model", "m", "--json", "next-token"],
+        ["eval", "next-token", "--model", "m", "--json"],
+        ["loop", "--model", "m", "--json", "verify", "--task", "arithmetic"],
+        ["loop", "verify", "--task", "arithmetic", "--model", "m", "--json"],
+    ],
+)
+def test_common_options_count_before_or_after_a_sub_action(argv):
+    from layerscope.cli.main import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert args.model == "m" and args.json is True

@@ -332,6 +332,34 @@ def test_sub_block_sites_are_refused_on_an_encoder():
         model.run(PROMPT, interventions=[ls.zero("attn_out", 0)])
 
 
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [("all", [0, 1, 2, 3]), ("1:3", [1, 2]), ("::2", [0, 2]), ("1::2", [1, 3]), (":-1", [0, 1, 2]), ("0,-1", [0, 3])],
+)
+def test_layer_specs_resolve_like_python_slices(spec, expected):
+    from layerscope.engine.interventions import resolve_layers
+
+    assert resolve_layers(spec, 4) == expected
+    if ":" in spec:
+        assert expected == list(range(4))[_as_python(spec)]
+
+
+def _as_python(spec: str):
+    if spec == "all":
+        return slice(None)
+    if ":" in spec:
+        return slice(*[int(p) if p else None for p in spec.split(":")])
+    return slice(None)  # lists are checked against their expected value only
+
+
+@pytest.mark.parametrize(("spec", "message"), [("0:4:0", "step"), ("3:1", "select no layer"), ("1:2:3:4", "read")])
+def test_bad_layer_specs_say_why(spec, message):
+    from layerscope.engine.interventions import resolve_layers
+
+    with pytest.raises(SiteError, match=message):
+        resolve_layers(spec, 4)
+
+
 @pytest.mark.parametrize("layer", [4, -5, 99])
 def test_unknown_layer_gives_valid_range(layer):
     model = tiny("llama")

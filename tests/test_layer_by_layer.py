@@ -421,3 +421,18 @@ def test_demo_section_is_listed_and_runs(tmp_path):
     probe = rows[-1]
     assert 0.0 <= probe["value"] <= 1.0 and 0 <= probe["depth"] <= tiny("llama").n_layers
     assert any("Layer by Layer" in part for part in report.parts)
+
+
+def test_model_plots_accept_partial_tables(tmp_path):
+    from layerscope.plotting import metric_curves_by_model, probe_curves_by_model
+
+    metrics = pd.DataFrame(
+        [{"model": "a", "relative_depth": d / 2, "metric": "prompt_entropy", "value": 0.5} for d in range(3)]
+        + [{"model": "b", "relative_depth": d / 4, "metric": "lidar", "value": 0.1} for d in range(5)]
+    )
+    assert metric_curves_by_model(metrics, tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
+    probes = pd.DataFrame(
+        [{"model": "a", "task": "t", "relative_depth": d / 2, "accuracy": 0.5 + d / 10} for d in range(3)]
+        + [{"model": "b", "task": "u", "relative_depth": d / 4, "accuracy": 0.6} for d in range(5)]
+    )
+    assert probe_curves_by_model(probes, tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"

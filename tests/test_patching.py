@@ -215,3 +215,40 @@ def test_cli_json_rows_heatmap_and_errors(capsys, tmp_path, monkeypatch):
         errors = [line for line in err.splitlines() if line.startswith("layerscope: error:")]
         assert len(errors) == 1 and message in errors[0]
     assert_clean(model)
+
+
+def test_demo_section_writes_the_heatmap(tmp_path, monkeypatch):
+    import layerscope.cli.sweep as sweep_cli
+    from layerscope.cli.sweep import DEMO_SECTIONS
+    from layerscope.report import Report
+
+    monkeypatch.setattr(sweep_cli, "DEMO_PAIR", (CLEAN, CORRUPT, "paris", "rome"))  # the tiny vocabulary
+    model = tiny("llama")
+    name, section = DEMO_SECTIONS[0]
+    report = Report("test")
+    rows = section(model, report, tmp_path)
+    assert (tmp_path / "patching.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(rows) == model.n_layers and {r["layer"] for r in rows} == set(range(model.n_layers))
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "gemma3", "gpt_neox", "qwen2"])
+def test_a_run_without_logits_skips_the_unembedding(arch):
+    """engine/run.py: ``logits=None`` does not run the unembedding at all, and captures are unchanged."""
+    model = tiny(arch)
+    calls = []
+    handle = model.adapter.unembed.register_forward_hook(lambda m, a, o: calls.append(o.shape))
+    try:
+        bare = model.run(CORRUPT, logits=None, capture=("resid_post", -1))
+        assert bare.logits is None
+        assert all(shape[1] == 0 for shape in calls)  # called on zero positions, or not at all
+        full = model.run(CORRUPT, logits="last", capture=("resid_post", -1))
+    finally:
+        handle.remove()
+    last = model.n_layers - 1
+    torch.testing.assert_close(bare.get("resid_post", last), full.get("resid_post", last), atol=0, rtol=0)
+    # and the two-token readout of the patching sweep equals the model's own logits
+    from layerscope.patching import _pair_readout
+
+    a, w = (model.tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in ("paris", "rome"))
+    pair = _pair_readout(model, a, w)(bare.get("resid_post", last)[:, -1])
+    torch.testing.assert_close(pair[0], full.last_logits[0, [a, w]], atol=1e-5, rtol=1e-5)

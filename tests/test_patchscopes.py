@@ -225,7 +225,7 @@ def test_errors_name_the_problem():
         patchscope(model, SOURCE, "last", TARGET, 0, 0, max_new_tokens=-1)
     with pytest.raises(LayerscopeError, match="cannot read source"):
         patchscope(model, [SOURCE, 3], "last", TARGET)
-    with pytest.raises(LayerscopeError, match="stride"):
+    with pytest.raises(LayerscopeError, match="step"):
         patchscope(model, SOURCE, "last", TARGET, "0:4:0")
     assert_clean(model)
 
@@ -365,6 +365,7 @@ def test_mentions_and_descriptions():
     assert mentions("symbol Fe here", ["Fe"]) and not mentions("feline", ["Fe"])
     assert clean_description(": German physicist, Isaac Newton: English") == "German physicist"
     assert clean_description(" :American actor\nmore") == "American actor"
+    assert clean_description("\n\nTech company, Paris: city") == "Tech company"
     assert rouge_l("theoretical physicist", "theoretical physicist") == 1.0
     assert rouge_l("banana", "theoretical physicist") == 0.0
 
@@ -522,3 +523,20 @@ def test_demo_section_on_a_tiny_model(tmp_path, monkeypatch):
     rows = section(tiny("llama"), report, tmp_path)
     assert name == "patchscopes" and (tmp_path / "patchscope_next_token.png").is_file()
     assert {r["metric"] for r in rows} >= {"description", "precision_at_1_patchscope", "precision_at_1_tuned_lens"}
+
+
+def test_demo_lens_prefers_the_cached_full_lens(tmp_path, monkeypatch):
+    # the demo fits a cheap lens when the full one is not cached, and reuses the full one when it is
+    from layerscope.cli.patchscope import DEMO_LENS_TEXTS, demo_lens
+    from layerscope.patchscopes.lenses import corpus_split
+
+    monkeypatch.setenv("LAYERSCOPE_CACHE", str(tmp_path / "cache"))
+    model = tiny("llama")
+    fit_texts = corpus_split()[0]
+    lens, note = demo_lens(model)
+    assert lens.metadata["n_texts"] == DEMO_LENS_TEXTS and str(DEMO_LENS_TEXTS) in note
+    assert not TunedLens.cache_path(model, fit_texts).exists()
+    full = TunedLens.cached(model)
+    lens, note = demo_lens(model)
+    assert lens.metadata["n_texts"] == len(fit_texts) == full.metadata["n_texts"]
+    assert lens.path == TunedLens.cache_path(model, fit_texts)

@@ -371,20 +371,8 @@ def evaluate(
 
 
 def parse_layers(spec, n_layers: int) -> list[int]:
-    """Layer spec as in the engine (``"all"``, ``"a:b"``, ``"a,b,c"``, ints) plus ``"a:b:step"``."""
-    if isinstance(spec, str) and spec.count(":") == 2:
-        try:
-            start, stop, step = (int(p) if p.strip() else None for p in spec.split(":"))
-        except ValueError:
-            raise LayerscopeError(f"cannot read layers {spec!r}: use 'all', 'a:b', 'a:b:step' or 'a,b,c'") from None
-        if step is not None and step < 1:
-            raise LayerscopeError(f"layer step must be >= 1 in {spec!r}")
-        layers = list(range(n_layers))[slice(start, stop, step)]
-    else:
-        layers = resolve_layers(spec, n_layers)
-    if not layers:
-        raise LayerscopeError(f"layers {spec!r} select no layer of this {n_layers}-layer model")
-    return sorted(set(layers))
+    """The k values of a sweep: any engine layer spec (``"all"``, ``"a:b"``, ``"a:b:step"``, ``"a,b,c"``), sorted."""
+    return sorted(set(resolve_layers(spec, n_layers)))
 
 
 def _groups(model, lengths: list[int], rows_of: list[int], n_starts: int, budget, max_rows: int) -> list[list[int]]:

@@ -5,13 +5,20 @@ embedding output (``resid_pre[0]``) and ``d = l + 1`` is ``resid_post[l]``, the 
 ``l`` -- *before* the final norm (so depth ``L`` differs from HF's last ``hidden_states`` entry on
 decoders, which is after the final norm; for BERT there is no final norm and they agree).
 
-Memory: the states of all prompts at all depths are never held at once.  Texts are run in
-batches (each tokenised on its own, left-padded); per-prompt metrics (prompt entropy, curvature)
+Memory and time: the states of all prompts at all depths are never held at once.  Texts are
+run in chunks sorted by token count (little padding), each as large as ``batch_budget`` allows
+and at most ``batch_size`` (:func:`plan_chunks`); per-prompt metrics (prompt entropy, curvature)
 are accumulated as sums over prompts, and dataset-level metrics (dataset entropy, effective rank,
-InfoNCE, LiDAR, DiME, probes) keep only the pooled vectors ``[L + 1, N, D]``.
+InfoNCE, LiDAR, DiME, probes) keep only the pooled vectors ``[L + 1, N, D]``.  The forward
+passes dominate the cost: the metric math on ``[L + 1, N, D]`` takes seconds (see
+:mod:`layerscope.metrics`).
 
 LiDAR runs ``n_augmentations`` augmented copies of every prompt, so by default it uses only the
-first ``lidar_limit = 64`` texts (64 x 16 = 1024 forward rows).
+first ``lidar_limit = 64`` texts (64 x 16 = 1024 forward rows, the most expensive metric).
+
+Several models side by side: :func:`compare_models` and :func:`compare_probes` return one tidy
+table with a ``model`` column and ``relative_depth = depth / L`` (0 to 1), as in the paper's
+figures; :func:`top_dimensions` finds massive-activation dimensions and ``drop_dims`` ablates them.
 """
 
 from __future__ import annotations

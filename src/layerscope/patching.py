@@ -121,8 +121,9 @@ def plan_tiles(
     ``(n_layers - k + head_cost) * call_cost`` per forward call (``head_cost``: the unembedding's
     weight, in blocks). ``rows_fit(tokens)`` = rows per chunk under the memory budget (a tile with
     more cells runs as several calls). ``reuse_prefix=False`` keeps every tile's prefix at 0 (models
-    whose KV cache cannot be cut back, e.g. sliding-window layers). ``"auto"`` finds the cheapest tiling whose tiles are a run of
-    consecutive layers x a run of consecutive positions, by dynamic programming over both axes.
+    whose KV cache cannot be cut back, e.g. sliding-window layers). ``"auto"`` finds the cheapest
+    tiling whose tiles are a run of consecutive layers x a run of consecutive positions, by dynamic
+    programming over both axes.
     """
     layers, positions = sorted(set(layers)), sorted(set(positions))
     if grouping not in GROUPINGS:
@@ -133,6 +134,7 @@ def plan_tiles(
 
     def prefix_of(position: int) -> int:
         return position if reuse_prefix else 0
+
     if grouping == "none":
         return [Tile(0, 0, tuple(layers), tuple(positions))]
     if grouping == "layer":
@@ -202,6 +204,7 @@ def activation_patching(
     grouping: str = "auto",
     batch_budget: str | int | None = None,
     progress: bool = True,
+    call_cost: float | None = None,
 ) -> pd.DataFrame:
     """Patch the clean run's ``site[l]`` at position p into the corrupt run, for every (l, p).
 
@@ -212,6 +215,8 @@ def activation_patching(
         site: ``resid_post`` (default), ``resid_pre``, ``attn_out`` or ``mlp_out``.
         layers, positions: the grid (positions index the prompt's tokens; default: all).
         grouping: how cells are batched (see the module docstring); the values do not depend on it.
+        call_cost: the fixed cost of a forward call for ``grouping="auto"`` (tokens per block; default:
+            :data:`CALL_COST_TOKENS` for the device).
         batch_budget: memory budget per forward chunk (e.g. ``"256MB"``); None = no limit.
     Returns:
         One row per cell: ``layer``, ``position``, ``token`` (the corrupt prompt's token there),
@@ -242,7 +247,7 @@ def activation_patching(
         limit = parse_budget(batch_budget)
         if limit is None:
             return 1 << 30
-        per_row = row_bytes(model, tokens, cached_positions=seq_len if tokens < seq_len else 0)
+        per_row = row_bytes(model, tokens, logits_positions=0, cached_positions=seq_len if tokens < seq_len else 0)
         return max(1, limit // per_row)
 
     device_kind = "cuda" if model.device.type == "cuda" else "cpu"
@@ -253,7 +258,7 @@ def activation_patching(
         n_layers,
         seq_len,
         grouping,
-        call_cost=CALL_COST_TOKENS[device_kind],
+        call_cost=CALL_COST_TOKENS[device_kind] if call_cost is None else call_cost,
         head_cost=_head_cost(model),
         rows_fit=rows_fit,
         reuse_prefix=_can_crop_cache(model, seq_len),
@@ -267,6 +272,15 @@ def activation_patching(
     clean_value = _metric(src.last_logits[0], answer_id, wrong_id)
     corrupt_value = _metric(base.last_logits[0], answer_id, wrong_id)
 
+    # Only two logits are needed: skip the unembedding of the whole vocabulary (for a small model it
+    # is several blocks' worth of arithmetic and most of a row's memory) and read the two tokens
+    # from the last state instead.
+    readout = _pair_readout(model, answer_id, wrong_id)
+    sweep_output = (
+        {"logits": None, "capture": ("resid_post", n_layers - 1), "capture_positions": "last"}
+        if readout is not None
+        else {"logits": "last"}
+    )
     results: dict[tuple[int, int], float] = {}
     from tqdm.auto import tqdm
 
@@ -290,12 +304,18 @@ def activation_patching(
                 prefix_length=prefix,
                 batch_budget=batch_budget,
                 progress=False,
+                **sweep_output,
             ):
-                logits = chunk.last_logits()[0]  # [V', vocab]
-                diff = (logits[:, answer_id] - logits[:, wrong_id]).float().cpu().tolist()
+                if readout is not None:  # [V', 2] logits of the two tokens from the last state
+                    logits = readout(chunk.result.get("resid_post", n_layers - 1)[:, -1])
+                    diff = (logits[:, 0] - logits[:, 1]).float().cpu().tolist()
+                else:
+                    logits = chunk.last_logits()[0]  # [V', vocab]
+                    diff = (logits[:, answer_id] - logits[:, wrong_id]).float().cpu().tolist()
                 for cell, value in zip(cells[chunk.layer][chunk.variants], diff, strict=True):
                     results[cell] = value
                 bar.update(len(diff))
+                del chunk, logits  # free this chunk's activations before the next one runs
     finally:
         bar.close()
 
@@ -310,6 +330,28 @@ def activation_patching(
         site=site, answer=answer, wrong=wrong, clean_value=clean_value, corrupt_value=corrupt_value, tiles=len(tiles)
     )
     return table
+
+
+def _pair_readout(model, answer_id: int, wrong_id: int):
+    """``h [N, D]`` (``resid_post[L-1]``) -> ``[N, 2]`` logits of the two tokens, as the model computes
+    them (final norm, the two rows of the unembedding, its bias, soft-capping); None when the
+    unembedding is not a plain linear layer (then the sweep asks the model for its logits)."""
+    adapter = model.adapter
+    unembed = adapter.unembed
+    if not isinstance(unembed, torch.nn.Linear):
+        return None
+    weight = unembed.weight[[answer_id, wrong_id]]  # [2, D]
+    bias = None if unembed.bias is None else unembed.bias[[answer_id, wrong_id]]
+
+    @torch.no_grad()
+    def readout(h: torch.Tensor) -> torch.Tensor:
+        normed = adapter.final_norm(h) if adapter.final_norm is not None else h
+        logits = torch.nn.functional.linear(normed, weight, bias)
+        if adapter.logit_softcap:
+            logits = torch.tanh(logits / adapter.logit_softcap) * adapter.logit_softcap
+        return logits
+
+    return readout
 
 
 def _metric(logits: torch.Tensor, answer_id: int, wrong_id: int) -> float:

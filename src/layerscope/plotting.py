@@ -200,6 +200,8 @@ def metric_curves_by_model(
     for ax, name in zip(axes.flat, metrics, strict=False):
         for model in models:
             rows = table[(table["metric"] == name) & (table["model"] == model)].sort_values("relative_depth")
+            if rows.empty:
+                continue
             ax.plot(rows["relative_depth"], rows["value"], marker="o", markersize=2.5, label=model)
         ax.set_title(name.replace("_", " "))
         ax.set_xlabel("relative depth (0 = embeddings, 1 = last block)")
@@ -223,6 +225,8 @@ def probe_curves_by_model(
     for ax, task in zip(axes.flat, tasks, strict=True):
         for model in models:
             rows = table[(table["task"] == task) & (table["model"] == model)].sort_values("relative_depth")
+            if rows.empty:  # this model has no rows for this task (e.g. a partial run)
+                continue
             (line,) = ax.plot(rows["relative_depth"], rows["accuracy"], marker="o", markersize=2.5, label=model)
             best = rows.loc[rows["accuracy"].idxmax()]
             ax.plot([best["relative_depth"]], [best["accuracy"]], marker="*", markersize=11, color=line.get_color())

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from layerscope.cli.common import emit, load_model, status
+from layerscope.cli.common import add_action, add_batch_budget, emit, load_model, status
 from layerscope.errors import LayerscopeError
 
 SWEEP_COLUMNS = ["layer", "manipulation", "accuracy", "answer_prob", "n", "task", "clean_accuracy"]
@@ -155,7 +155,7 @@ def section_attend(model, report, out_dir: Path) -> list[dict]:
             **{key: float(table.loc[table["layer"] == 0, key].iloc[0]) for key in keys},
         }
     ]
-    limit = 32  # and every 4th k on the default model: ~1 min on a 2-core CPU
+    limit = 24  # and every 5th k on the default model: well under a minute on an idle 2-core CPU
     report.section(
         "Attend first, consolidate later: random previous tokens",
         f"Capitals (one-shot Q/A, first {limit} items): every token but the last replaced, at resid_pre[k], by "
@@ -167,7 +167,7 @@ def section_attend(model, report, out_dir: Path) -> list[dict]:
         model,
         attend.task_items("capitals", limit=limit),
         ["random"],
-        f"0:{model.n_layers}:{max(1, model.n_layers // 8)}",
+        f"0:{model.n_layers}:{max(1, model.n_layers // 6)}",
         match="first-token",
         progress=False,
         task="capitals",
@@ -192,7 +192,6 @@ DEMO_SECTIONS = [("attend first, consolidate later", section_attend)]
 def register(command) -> None:
     """Add this module's commands through ``command(name, func, help, description)``."""
     from layerscope.attend import MANIPULATIONS, MATCHES, TASKS
-    from layerscope.engine.chunking import DEFAULT_BUDGET
 
     p = command(
         "attend",
@@ -208,18 +207,8 @@ def register(command) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     def action(name: str, func, help_text: str, description: str) -> argparse.ArgumentParser:
-        from layerscope.cli.common import add_common_options
-
-        sub = actions.add_parser(
-            name, help=help_text, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
-        )
-        add_common_options(sub)
-        sub.set_defaults(func=func)
-        sub.add_argument(
-            "--batch-budget",
-            default=DEFAULT_BUDGET,
-            help=f"memory for the activations of one forward chunk, e.g. 512MB (default: {DEFAULT_BUDGET})",
-        )
+        sub = add_action(actions, name, func, help_text, description)
+        add_batch_budget(sub)
         sub.add_argument("--layers", default="all", help="k values: all, a:b, a:b:step or a,b,c (default: all)")
         return sub
 

@@ -61,3 +61,33 @@ def emit(table: pd.DataFrame, args: argparse.Namespace, readable: pd.DataFrame |
         return
     shown = table if readable is None else readable
     print(shown if isinstance(shown, str) else shown.to_string(index=False))
+
+
+COMMON_DESTS = ("model", "device", "dtype", "json")
+
+
+def add_action(actions, name: str, func, help_text: str, description: str) -> argparse.ArgumentParser:
+    """A sub-action (``layerscope eval next-token``) with the common options.
+
+    The action's copies of the common options default to "not given", so a value placed before the
+    action (``layerscope loop --json verify``) is not overwritten by the action's default.
+    """
+    parser = actions.add_parser(
+        name, help=help_text, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_common_options(parser)
+    for option in parser._actions:
+        if option.dest in COMMON_DESTS:
+            option.default = argparse.SUPPRESS
+    parser.set_defaults(func=func)
+    return parser
+
+
+def add_batch_budget(parser: argparse.ArgumentParser) -> None:
+    from layerscope.engine.chunking import DEFAULT_BUDGET
+
+    parser.add_argument(
+        "--batch-budget",
+        default=DEFAULT_BUDGET,
+        help=f"memory for the activations of one forward chunk, e.g. 512MB or 4GB (default: {DEFAULT_BUDGET})",
+    )

@@ -7,12 +7,14 @@ import re
 import time
 from pathlib import Path
 
-from layerscope.cli.common import add_common_options, emit, load_model, status
-from layerscope.engine.chunking import DEFAULT_BUDGET
+from layerscope.cli.common import add_action, add_batch_budget, emit, load_model, status
 from layerscope.errors import LayerscopeError
 
 TARGET_PRESETS = ("identity", "describe")
-DEMO_ENTITY = "Alexander the Great"
+#: a name the 135M default model knows (its early/middle layers describe it; "Alexander the Great" it does not)
+DEMO_ENTITY = "Albert Einstein"
+#: corpus lines for the demo's own tuned lens when the full one (``layerscope eval next-token``) is not cached
+DEMO_LENS_TEXTS = 80
 
 
 def parse_position(text: str):
@@ -231,8 +233,25 @@ def _eval_describe(args: argparse.Namespace) -> None:
 # ---- demo -----------------------------------------------------------------------------------
 
 
+def demo_lens(model):
+    """The tuned lens for the demo: the full one (fitted on the corpus's fit split, as
+    ``layerscope eval next-token`` uses) when it is cached, else a cheap one fitted on the first
+    :data:`DEMO_LENS_TEXTS` lines of that split (cached too; ~17 s of one CPU core for the default model,
+    the full fit ~37 s). Returns ``(lens, a note saying which)``."""
+    from layerscope.patchscopes import TunedLens
+    from layerscope.patchscopes.lenses import corpus_split
+
+    fit_texts = corpus_split()[0]
+    full = TunedLens.cache_path(model, fit_texts)
+    if full.is_file():
+        lens = TunedLens.load(full, model)
+    else:
+        lens = TunedLens.cached(model, fit_texts[:DEMO_LENS_TEXTS])
+    return lens, f"least squares with bias on {lens.metadata.get('n_positions')} positions of {lens.metadata.get('n_texts')} corpus lines"
+
+
 def section_patchscopes(model, report, out_dir: Path) -> list[dict]:
-    from layerscope.patchscopes import TunedLens, entity_description
+    from layerscope.patchscopes import entity_description
     from layerscope.patchscopes.evaluate import eval_next_token
     from layerscope.patchscopes.lenses import corpus_split
     from layerscope.plotting import layer_curves
@@ -248,11 +267,11 @@ def section_patchscopes(model, report, out_dir: Path) -> list[dict]:
     layers = f"::{max(1, model.n_layers // 6)}"
     described = entity_description(model, DEMO_ENTITY, layers, max_new_tokens=16)
     report.table(described.assign(text=[_show(t, 90) for t in described["text"]])[["source_layer", "text"]])
-    fit_texts, eval_texts = corpus_split()
-    lens = TunedLens.cached(model, fit_texts[:80])
-    table = eval_next_token(model, eval_texts[:24], positions=2, layers="all", tuned_lens=lens, seed=0)
+    lens, lens_note = demo_lens(model)
+    table = eval_next_token(model, corpus_split()[1][:24], positions=2, layers="all", tuned_lens=lens, seed=0)
     report.image(
-        layer_curves(table, out_dir / "patchscope_next_token.png", title=f"Next-token prediction: {model.name}")
+        layer_curves(table, out_dir / "patchscope_next_token.png", title=f"Next-token prediction: {model.name}"),
+        f"Precision@1 on {int(table['n'].iloc[0])} held-out positions (24 corpus lines x 2); tuned lens: {lens_note}",
     )
     wide = table.pivot(index="layer", columns="method", values="precision_at_1").reset_index()
     report.table(wide)
@@ -277,22 +296,6 @@ DEMO_SECTIONS = [("patchscopes", section_patchscopes)]
 
 
 # ---- registration ---------------------------------------------------------------------------
-
-
-def _sub_common(parser: argparse.ArgumentParser) -> None:
-    """The common options on a sub-action too, without resetting values given before the action."""
-    add_common_options(parser)
-    for action in parser._actions:
-        if action.dest in {"model", "device", "dtype", "json"}:
-            action.default = argparse.SUPPRESS
-
-
-def _budget(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--batch-budget",
-        default=DEFAULT_BUDGET,
-        help=f"activation memory per forward chunk, e.g. 512MB or 4GB (default: {DEFAULT_BUDGET})",
-    )
 
 
 def register(command) -> None:
@@ -325,7 +328,7 @@ def register(command) -> None:
     p.add_argument("--target-model", help="another model M* (e.g. gemma3-270m): fits an affine map per (l, l*)")
     p.add_argument("--map-texts", type=int, default=120, help="corpus lines for the cross-model map fit (default: 120)")
     p.add_argument("--save", help="write all rows here (.csv, .json or .parquet)")
-    _budget(p)
+    add_batch_budget(p)
 
     p = command(
         "eval",
@@ -338,13 +341,13 @@ def register(command) -> None:
         "  layerscope eval describe --limit 20 --layers ::3 --out rouge.png",
     )
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    fmt = argparse.RawDescriptionHelpFormatter
 
-    q = sub.add_parser(
+    q = add_action(
+        sub,
         "next-token",
-        help="Precision@1 and Surprisal per layer: Patchscope vs logit lens vs tuned lens",
-        formatter_class=fmt,
-        description="Per source layer l, the top next token read from resid_post[l] by each method is compared\n"
+        cmd_eval,
+        "Precision@1 and Surprisal per layer: Patchscope vs logit lens vs tuned lens",
+        "Per source layer l, the top next token read from resid_post[l] by each method is compared\n"
         "with the model's own final prediction at that position: Precision@1 and Surprisal (-ln p_final of\n"
         "the method's token, nats). patchscope = the token-identity prompt with l* = l; tuned-lens = an\n"
         "affine map per layer fitted by least squares with bias on the other 3/4 of the shipped corpus,\n"
@@ -352,7 +355,6 @@ def register(command) -> None:
         "Every method is 1.0 at the last layer by construction.\n\n"
         "example:  layerscope eval next-token --positions 6 --out next_token.png",
     )
-    _sub_common(q)
     q.add_argument("--texts", help="a text file, one passage per line (default: held-out shipped corpus lines)")
     q.add_argument("--limit", type=int, help="use only the first N lines of --texts")
     q.add_argument("--methods", default="patchscope,logit-lens,tuned-lens", help="comma-separated (default: all three)")
@@ -362,13 +364,14 @@ def register(command) -> None:
     q.add_argument("--seed", type=int, default=0, help="position sampling seed (default: 0)")
     q.add_argument("--out", help="write a PNG of Precision@1 and Surprisal vs layer here")
     q.add_argument("--save", help="write the rows here (.csv, .json or .parquet)")
-    _budget(q)
+    add_batch_budget(q)
 
-    q = sub.add_parser(
+    q = add_action(
+        sub,
         "attributes",
-        help="attribute extraction over (l, l*) pairs vs a linear probe",
-        formatter_class=fmt,
-        description="For each shipped relation (e.g. country_currency: 'The official currency of x is the'), the\n"
+        cmd_eval,
+        "attribute extraction over (l, l*) pairs vs a linear probe",
+        "For each shipped relation (e.g. country_currency: 'The official currency of x is the'), the\n"
         "subject's last-token state in a neutral source sentence is patched into the template's x at every\n"
         "(l, l*) pair; correct if the object or an alias appears in the generated tokens. Baseline: a\n"
         "logistic-regression probe per source layer (3-fold CV) on all subjects of the relation. The\n"
@@ -376,7 +379,6 @@ def register(command) -> None:
         "--source-layers all --target-layers all --limit all.\n\n"
         "example:  layerscope eval attributes --relations country_currency,country_capital --limit 10",
     )
-    _sub_common(q)
     q.add_argument("--relations", help="comma-separated relation names (default: all shipped)")
     q.add_argument("--limit", default="5", help="subjects per relation for the Patchscope, or 'all' (default: 5)")
     q.add_argument("--source-layers", default="::6", help="l (default: every 6th layer, '::6')")
@@ -388,18 +390,18 @@ def register(command) -> None:
     q.add_argument("--resume", help="checkpoint file (JSON lines): finished relations are skipped on a rerun")
     q.add_argument("--out", help="write a PNG heatmap of accuracy per (l, l*) (mean over relations) here")
     q.add_argument("--save", help="write every generated item here (.csv, .json or .parquet)")
-    _budget(q)
+    add_batch_budget(q)
 
-    q = sub.add_parser(
+    q = add_action(
+        sub,
         "describe",
-        help="entity description per layer, scored with ROUGE-L",
-        formatter_class=fmt,
-        description="Each shipped entity name's last-token state at layer l is patched into the paper's few-shot\n"
+        cmd_eval,
+        "entity description per layer, scored with ROUGE-L",
+        "Each shipped entity name's last-token state at layer l is patched into the paper's few-shot\n"
         "description prompt (l* = l); the generated description (up to the next few-shot item) is scored\n"
         "against the shipped reference with ROUGE-L F1 (rouge-score, stemmed).\n\n"
         "example:  layerscope eval describe --limit 20 --layers ::3 --out rouge.png",
     )
-    _sub_common(q)
     q.add_argument("--limit", default="20", help="entities (seeded sample), or 'all' (default: 20)")
     q.add_argument("--layers", default="::3", help="layers (default: every 3rd, '::3')")
     q.add_argument("--max-new-tokens", type=int, default=30, help="tokens generated (default: 30; paper: 50)")
@@ -407,4 +409,4 @@ def register(command) -> None:
     q.add_argument("--resume", help="checkpoint file (JSON lines): finished entities are skipped on a rerun")
     q.add_argument("--out", help="write a PNG of ROUGE-L vs layer here")
     q.add_argument("--save", help="write every generated description here (.csv, .json or .parquet)")
-    _budget(q)
+    add_batch_budget(q)

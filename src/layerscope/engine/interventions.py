@@ -231,12 +231,21 @@ def resolve_layers(spec: LayerSpec, n_layers: int) -> list[int]:
         if text == "all":
             return list(range(n_layers))
         try:
-            if ":" in text:
-                start, _, stop = text.partition(":")
-                return list(range(n_layers))[slice(int(start) if start else None, int(stop) if stop else None)]
-            numbers = [int(t) for t in text.split(",")]
+            parts = [int(t) if t.strip() else None for t in text.split(":")] if ":" in text else None
+            numbers = [int(t) for t in text.split(",")] if parts is None else []
+            if parts is not None and len(parts) > 3:
+                raise ValueError(text)
         except ValueError:
-            raise SiteError(f"cannot read layers {spec!r}: use 'all', an int, 'a:b' or 'a,b,c'; {valid}") from None
+            raise SiteError(
+                f"cannot read layers {spec!r}: use 'all', an int, 'a:b', 'a:b:step' or 'a,b,c'; {valid}"
+            ) from None
+        if parts is not None:
+            if len(parts) == 3 and parts[2] is not None and parts[2] < 1:
+                raise SiteError(f"the layer step in {spec!r} must be >= 1")
+            layers = list(range(n_layers))[slice(*parts)]
+            if not layers:
+                raise SiteError(f"layers {spec!r} select no layer; {valid}")
+            return layers
         return [_check_layer(i, n_layers) for i in numbers]
     if isinstance(spec, bool):
         raise SiteError(f"layer must be an int, not {spec!r}")

@@ -107,7 +107,10 @@ def run(
     if model.is_causal:
         inputs["use_cache"] = keep_cache and loop is None
         if logits != "all" and _accepts(hf, "logits_to_keep"):
-            inputs["logits_to_keep"] = 1
+            # logits=None: an empty index keeps no position, so the unembedding is skipped
+            inputs["logits_to_keep"] = (
+                1 if logits is not None else torch.empty(0, dtype=torch.long, device=model.device)
+            )
     session = HookSession(
         model.adapter,
         plan,

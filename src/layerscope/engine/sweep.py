@@ -68,6 +68,7 @@ def sweep_layers(
     prefix_length: int = 0,
     logits: str | None = "last",
     capture=None,
+    capture_positions=None,
     batch_budget: str | int | None = None,
     progress: bool = True,
     desc: str = "sweep",
@@ -82,7 +83,7 @@ def sweep_layers(
             (made here when not given; see :func:`clean_run`).
         prefix_length: the first N tokens are unchanged in every variant (no intervention
             touches them): reuse the clean run's KV cache for them. Needs one unpadded prompt.
-        logits, capture: as in :func:`layerscope.engine.run.run`.
+        logits, capture, capture_positions: as in :func:`layerscope.engine.run.run`.
         batch_budget: memory budget per chunk (e.g. ``"512MB"``); None = one chunk per layer.
     Yields:
         :class:`SweepChunk` per (layer, chunk of prompts, chunk of variants), layers in order.
@@ -104,7 +105,7 @@ def sweep_layers(
     per_row = row_bytes(
         model,
         batch.length - prefix_length,
-        logits_positions=batch.length if logits == "all" else 1,
+        logits_positions=batch.length if logits == "all" else 1 if logits else 0,
         captured_states=_count_captures(capture, model.n_layers),
         cached_positions=batch.length if prefix_length else 0,  # the repeated prefix cache grows to T
     )
@@ -138,6 +139,7 @@ def sweep_layers(
                         start_states=start,
                         logits=logits,
                         capture=capture,
+                        capture_positions=capture_positions,
                         prefix=clean if prefix_length else None,
                         prefix_length=prefix_length,
                     )

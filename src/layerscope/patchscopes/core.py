@@ -85,15 +85,7 @@ def target_positions(prompt: PromptTokens, spec: PositionSpec | None, placeholde
 
 
 def layers_of(spec: LayerSpec, n_layers: int) -> list[int]:
-    """:func:`resolve_layers` plus strides: ``"a:b:s"`` (e.g. ``"0:30:6"`` or ``"::4"``)."""
-    if isinstance(spec, str) and spec.count(":") == 2:
-        try:
-            start, stop, step = (int(v) if v.strip() else None for v in spec.split(":"))
-        except ValueError:
-            raise LayerscopeError(f"cannot read layers {spec!r}: write 'a:b:s', e.g. '0:30:6'") from None
-        if step == 0:
-            raise LayerscopeError(f"the layer stride in {spec!r} must not be 0")
-        return list(range(n_layers))[slice(start, stop, step)]
+    """Layers as the engine reads them (:func:`resolve_layers`: ``"all"``, ``"a:b:s"``, ``"::4"``, lists ...)."""
     return resolve_layers(spec, n_layers)
 
 

@@ -331,8 +331,7 @@ _NEXT_ITEM = re.compile(r",\s*[^,:\n]{1,40}:")
 def clean_description(text: str) -> str:
     """The generated description of the patched entity: after the ``:`` the prompt's format puts
     there, up to the next few-shot item (", Name:") or the end of the line."""
-    text = text.split("\n", 1)[0]
-    text = text.lstrip(" :")
+    text = text.lstrip(" :\n\t").split("\n", 1)[0]
     match = _NEXT_ITEM.search(text)
     if match:
         text = text[: match.start()]
