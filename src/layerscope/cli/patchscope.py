@@ -243,11 +243,9 @@ def demo_lens(model):
 
     fit_texts = corpus_split()[0]
     full = TunedLens.cache_path(model, fit_texts)
-    if full.is_file():
-        lens = TunedLens.load(full, model)
-    else:
-        lens = TunedLens.cached(model, fit_texts[:DEMO_LENS_TEXTS])
-    return lens, f"least squares with bias on {lens.metadata.get('n_positions')} positions of {lens.metadata.get('n_texts')} corpus lines"
+    lens = TunedLens.load(full, model) if full.is_file() else TunedLens.cached(model, fit_texts[:DEMO_LENS_TEXTS])
+    meta = lens.metadata
+    return lens, f"least squares with bias on {meta.get('n_positions')} positions of {meta.get('n_texts')} corpus lines"
 
 
 def section_patchscopes(model, report, out_dir: Path) -> list[dict]:

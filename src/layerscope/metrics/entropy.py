@@ -31,6 +31,7 @@ from torch import Tensor
 from layerscope.metrics.pooling import (
     Pooling,
     center_and_normalize_tokens,
+    centered_tokens,
     check_states_mask,
     pool,
     token_counts,
@@ -251,6 +252,28 @@ def effective_rank(Z: Tensor, clamp_gram: bool = False) -> Tensor:
     return torch.exp(matrix_entropy(Z, alpha=1.0, normalization="raw", clamp_gram=clamp_gram))
 
 
+_CHUNK_ELEMENTS = 1 << 22
+"""float64 elements per chunk in :func:`_centred_token_gram` (32 MB: stays in cache, no page faults)."""
+
+
+def _centred_token_gram(states: Tensor, mask: Tensor) -> Tensor:
+    """``X X^T`` of the centred real tokens: ``[..., B, T, D]`` -> ``[..., B, T, T]`` float64.
+
+    Chunked over the leading dims (e.g. depth): one float64 copy of all states would be
+    ``(L + 1) B T D`` doubles written and read back from memory; chunk by chunk it stays in
+    cache, which halves the time of prompt entropy on a batch of real states.
+    """
+    lead = states.shape[:-3]
+    B, T, D = states.shape[-3:]
+    flat = states.reshape(-1, B, T, D)
+    step = max(1, _CHUNK_ELEMENTS // max(B * T * D, 1))
+    grams = []
+    for start in range(0, flat.shape[0], step):
+        X = centered_tokens(flat[start : start + step], mask)
+        grams.append(X @ X.mT)
+    return torch.cat(grams).reshape(*lead, B, T, T)
+
+
 def prompt_entropy(
     states: Tensor,
     mask: Tensor | None = None,
@@ -288,9 +311,23 @@ def prompt_entropy(
     Returns:
         ``[...]`` (or ``[..., B]``) float64.
     """
-    states, mask = check_states_mask(states, mask)
-    Z = center_and_normalize_tokens(states, mask)  # [..., B, T, D], zero pad rows
-    h = matrix_entropy(Z, alpha=alpha, normalization="raw", clamp_gram=clamp_gram)  # [..., B]
+    states, mask = check_states_mask(states, mask, dtype=None)
+    T, D = states.shape[-2], states.shape[-1]
+    if T > D:  # the D x D side is the smaller one: normalise the rows themselves
+        Z = center_and_normalize_tokens(states, mask)  # [..., B, T, D], zero pad rows
+        h = matrix_entropy(Z, alpha=alpha, normalization="raw", clamp_gram=clamp_gram)  # [..., B]
+    else:
+        # Row normalisation in Gram space: with X the centred tokens and G = X X^T,
+        # Z Z^T = G_ij / sqrt(G_ii G_jj) -- T x T work instead of another pass over T x D.
+        K = _centred_token_gram(states, mask)  # [..., B, T, T] float64
+        diag = torch.diagonal(K, dim1=-2, dim2=-1)
+        inv = torch.where(diag > 0, diag.rsqrt(), torch.zeros_like(diag))
+        K = K * inv.unsqueeze(-1) * inv.unsqueeze(-2)
+        if clamp_gram:
+            K = K.clamp_min(0.0)
+        K = 0.5 * (K + K.mT)
+        with small_lapack(K):
+            h = entropy_from_eigenvalues(torch.linalg.eigvalsh(K), alpha)  # [..., B]
     counts = token_counts(mask)  # [B]
     h = normalize_entropy(h, normalization, counts, states.shape[-1])
     valid = counts >= 2

@@ -27,6 +27,7 @@ __all__ = [
     "POOLINGS",
     "check_states_mask",
     "token_counts",
+    "centered_tokens",
     "center_and_normalize_tokens",
     "compact_tokens",
     "mean_pool",
@@ -79,6 +80,24 @@ def _masked_mean(states: Tensor, mask: Tensor) -> Tensor:
     return total / m.sum(dim=-2)  # [B, 1] broadcasts
 
 
+def centered_tokens(states: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Each prompt's real tokens centred across tokens; padding rows exactly zero.
+
+    ``states [..., B, T, D]``, ``mask [B, T]`` -> a new float64 tensor ``[..., B, T, D]``
+    (never a view of ``states``).  Computed in place on one float64 copy, with the masked
+    mean as a matmul, so it makes about three passes over the data (this runs on every
+    depth of every prompt).  A prompt with no real token gives zero rows.
+    """
+    states, mask = check_states_mask(states, mask, dtype=None)
+    x = states.to(torch.float64, copy=True)
+    m = mask.to(torch.float64)  # [B, T]
+    counts = m.sum(dim=-1).clamp_min(1.0)  # [B]; empty prompts: 0 / 1 = 0
+    mu = (m.unsqueeze(-2) @ x).squeeze(-2) / counts.unsqueeze(-1)  # [..., B, D]
+    x -= mu.unsqueeze(-2)
+    x *= m.unsqueeze(-1)
+    return x
+
+
 def center_and_normalize_tokens(states: Tensor, mask: Tensor | None = None) -> Tensor:
     """Centre each prompt's real tokens across tokens, then L2-normalise each row.
 
@@ -94,15 +113,10 @@ def center_and_normalize_tokens(states: Tensor, mask: Tensor | None = None) -> T
         that is exactly zero after centring (a token equal to the prompt mean, e.g. a
         one-token prompt) stays zero instead of becoming NaN.
     """
-    states, mask = check_states_mask(states, mask)
-    m = mask.to(states.dtype).unsqueeze(-1)  # [B, T, 1]
-    mu = _masked_mean(states, mask)  # [..., B, D]
-    centred = (states - mu.unsqueeze(-2)) * m
-    # A prompt with no real tokens has mu = NaN; the multiplication by m = 0 does not
-    # remove NaN, so zero those rows explicitly.
-    centred = torch.where(m.bool(), centred, torch.zeros((), dtype=centred.dtype, device=centred.device))
-    norms = torch.linalg.vector_norm(centred, dim=-1, keepdim=True)
-    return centred / torch.where(norms > 0, norms, torch.ones_like(norms))
+    x = centered_tokens(states, mask)
+    norms = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    x /= torch.where(norms > 0, norms, torch.ones_like(norms))
+    return x
 
 
 def compact_tokens(states: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
