@@ -12,8 +12,8 @@ Workloads (the resid_post patching grid of ``benchmarks/patching.py``):
 - ``forward``: ``model.run(corrupt, capture="resid_post")`` with all logits (the reference);
 - ``sweep``: the full grid with ``batch_budget`` = the engine's own estimate of that reference
   forward (``row_bytes(model, T, logits_positions=T, captured_states=L)``), half of it, and none.
-  The budget bounds one forward chunk; the sweep also holds the clean states, the corrupt run's
-  start states and its KV cache (about one reference forward's worth), hence the half budget.
+  The sweep's budget covers what it holds throughout (the clean states, the corrupt run's start
+  states and its KV cache) plus one forward chunk, whose rows are limited to what is left.
 """
 
 from __future__ import annotations

@@ -252,3 +252,17 @@ def test_a_run_without_logits_skips_the_unembedding(arch):
     a, w = (model.tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in ("paris", "rome"))
     pair = _pair_readout(model, a, w)(bare.get("resid_post", last)[:, -1])
     torch.testing.assert_close(pair[0], full.last_logits[0, [a, w]], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.integration
+def test_default_model_eiffel_invariants(default_model):
+    """Patching the clean last-layer state at the last position gives the clean metric; patching a
+    position whose token is the same in both prompts ('The', 'is', ...) at layer 0 changes nothing."""
+    clean, corrupt = "The Eiffel Tower is located in the city of", "The Colosseum is located in the city of"
+    table = activation_patching(default_model, clean, corrupt, " Paris", " Rome", layers=[0, -1], progress=False)
+    cell = table.set_index(["layer", "position"])["value"]
+    last = default_model.n_layers - 1
+    assert table.attrs["clean_value"] > 0 > table.attrs["corrupt_value"]  # Paris vs Rome
+    assert cell[(last, 9)] == pytest.approx(table.attrs["clean_value"], abs=1e-3)
+    assert cell[(0, 0)] == pytest.approx(table.attrs["corrupt_value"], abs=1e-3)  # 'The' == 'The'
+    assert cell[(last, 3)] == pytest.approx(table.attrs["corrupt_value"], abs=1e-3)  # last layer, not last pos

@@ -217,7 +217,8 @@ def activation_patching(
         grouping: how cells are batched (see the module docstring); the values do not depend on it.
         call_cost: the fixed cost of a forward call for ``grouping="auto"`` (tokens per block; default:
             :data:`CALL_COST_TOKENS` for the device).
-        batch_budget: memory budget per forward chunk (e.g. ``"256MB"``); None = no limit.
+        batch_budget: memory budget of the sweep (e.g. ``"256MB"``): the states it holds throughout
+            plus one forward chunk, whose rows are limited to what is left; None = no limit.
     Returns:
         One row per cell: ``layer``, ``position``, ``token`` (the corrupt prompt's token there),
         ``value`` (the metric after patching). ``table.attrs`` holds ``clean_value`` and
@@ -241,14 +242,18 @@ def activation_patching(
     n_layers, seq_len = model.n_layers, target.length
     layer_list = sorted(set(resolve_layers(layers, n_layers)))
     position_list = sorted(set(target.positions(positions, 0)))
-    parse_budget(batch_budget)  # fail on a bad budget before any work
+    # The budget bounds the whole sweep: what it holds throughout (the clean states, the corrupt
+    # run's start states and KV cache) comes off the top, the rest is for one forward chunk.
+    limit = parse_budget(batch_budget)  # fails on a bad budget before any work
+    held = row_bytes(model, seq_len, logits_positions=0, captured_states=2 * len(layer_list), keep_cache=True)
+    held -= row_bytes(model, seq_len, logits_positions=0)
+    chunk_budget = None if limit is None else max(1, limit - held)
 
     def rows_fit(tokens: int) -> int:
-        limit = parse_budget(batch_budget)
         if limit is None:
             return 1 << 30
         per_row = row_bytes(model, tokens, logits_positions=0, cached_positions=seq_len if tokens < seq_len else 0)
-        return max(1, limit // per_row)
+        return max(1, chunk_budget // per_row)
 
     device_kind = "cuda" if model.device.type == "cuda" else "cpu"
     tiles = plan_tiles(
@@ -302,7 +307,7 @@ def activation_patching(
                 grid,
                 clean=base,
                 prefix_length=prefix,
-                batch_budget=batch_budget,
+                batch_budget=chunk_budget,
                 progress=False,
                 **sweep_output,
             ):

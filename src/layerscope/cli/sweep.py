@@ -68,7 +68,7 @@ def register(command) -> None:
     p.add_argument(
         "--batch-budget",
         default="1GB",
-        help="memory budget for one batched forward chunk, e.g. 256MB or 2GB (default: 1GB)",
+        help="memory budget of the sweep (held states + one batched forward chunk), e.g. 256MB or 2GB (default: 1GB)",
     )
     p.add_argument(
         "--grouping",
