@@ -1,11 +1,14 @@
 """Peak memory of the patching sweep vs one forward pass with every layer's states captured.
 
 Method: the peak of live tensor memory during the call, above what was live before it (weights and
-earlier results excluded). On CPU it comes from the PyTorch profiler with ``profile_memory=True``:
-every allocation and free of the CPU allocator is an event with a byte count, and the peak is the
-maximum of their running sum in time order (exact for tensors; Python objects are not counted, and
-they are small here). Peak RSS was tried first and dropped: Linux updates RSS counters in batches,
-so at the few-MB scale of these workloads it is noise. On CUDA the harness reads
+earlier results excluded). On CPU a ``TorchDispatchMode`` sees every aten op: each output storage
+that is not one of the op's inputs' (a new allocation, not a view or an in-place write) is added when
+it appears and subtracted when Python frees it (``weakref.finalize`` on the storage), and the peak
+of that running sum is reported. Scratch buffers inside a kernel are not seen. It agrees with the
+PyTorch profiler's allocator events (``profile_memory=True``) on the short pair (2.68 MB for the
+reference forward either way); the profiler was dropped because its event list for the long sweep
+does not fit in memory. Peak RSS was tried first and dropped too: Linux updates RSS counters in
+batches, so at the few-MB scale of these workloads it is noise. On CUDA the harness reads
 ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``.
 
 Workloads (the resid_post patching grid of ``benchmarks/patching.py``):
@@ -18,10 +21,44 @@ Workloads (the resid_post patching grid of ``benchmarks/patching.py``):
 
 from __future__ import annotations
 
+import weakref
+
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from layerscope.engine.chunking import row_bytes
 from layerscope.patching import activation_patching
+
+
+class _PeakTracker(TorchDispatchMode):
+    """Counts every storage an aten op allocates (an output whose storage is none of its inputs') until
+    Python frees it (storages keep their Python object, so ``weakref.finalize`` fires on free)."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = 0
+        self.seen: set[int] = set()
+
+    def _free(self, key: int, nbytes: int) -> None:
+        self.live -= nbytes
+        self.seen.discard(key)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {id(t.untyped_storage()) for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
+        for t in tree_flatten(out)[0]:
+            if not isinstance(t, torch.Tensor) or t.device.type != "cpu":
+                continue
+            storage = t.untyped_storage()
+            key = id(storage)
+            if key in inputs or key in self.seen:
+                continue
+            self.seen.add(key)
+            self.live += storage.nbytes()
+            self.peak = max(self.peak, self.live)
+            weakref.finalize(storage, self._free, key, storage.nbytes())
+        return out
 
 
 def peak_bytes(fn, device: torch.device) -> int:
@@ -34,17 +71,11 @@ def peak_bytes(fn, device: torch.device) -> int:
         torch.cuda.synchronize(device)
         del result
         return torch.cuda.max_memory_allocated(device) - before
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    tracker = _PeakTracker()
+    with tracker:
         result = fn()
     del result
-    events = sorted((e.time_range.start, e.self_cpu_memory_usage) for e in prof.events() if e.self_cpu_memory_usage)
-    live = peak = 0
-    for _, delta in events:
-        live += delta
-        peak = max(peak, live)
-    return peak
+    return tracker.peak
 
 
 def bench_memory(model, pairs: dict[str, tuple[str, str]], answer: str, wrong: str, log=print) -> list[dict]:
