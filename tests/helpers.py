@@ -126,3 +126,15 @@ def run_cli(capsys, *argv):
     code = main(list(argv))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def random_like(states: torch.Tensor, seed: int) -> torch.Tensor:
+    """The engine's seeded random op, drawn by hand: Gaussian noise rescaled to each state's norm."""
+    noise = torch.randn(states.shape, generator=torch.Generator().manual_seed(seed))
+    return noise * (states.norm(dim=-1, keepdim=True) / noise.norm(dim=-1, keepdim=True))
+
+
+def shuffled(states: torch.Tensor, seed: int) -> torch.Tensor:
+    """The engine's seeded shuffle op, drawn by hand: each state's dimensions permuted."""
+    keys = torch.rand(states.shape, generator=torch.Generator().manual_seed(seed))
+    return states.gather(-1, keys.argsort(dim=-1))

@@ -11,7 +11,7 @@ from layerscope import attend
 from layerscope.errors import LayerscopeError
 from layerscope.io import Checkpoint
 from tests.conftest import save_model_dir, tiny
-from tests.helpers import assert_clean, freeze_hooks, hf_logits, run_cli, site_hook, with_hooks
+from tests.helpers import assert_clean, freeze_hooks, hf_logits, random_like, run_cli, shuffled, site_hook, with_hooks
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -23,16 +23,6 @@ ITEMS = [
     attend.Item("hello world", (" the cat",)),
     attend.Item("one two three one two", (" three", " four five")),
 ]
-
-
-def _random_like(states: torch.Tensor, seed: int) -> torch.Tensor:
-    noise = torch.randn(states.shape, generator=torch.Generator().manual_seed(seed))
-    return noise * (states.norm(dim=-1, keepdim=True) / noise.norm(dim=-1, keepdim=True))
-
-
-def _shuffled(states: torch.Tensor, seed: int) -> torch.Tensor:
-    keys = torch.rand(states.shape, generator=torch.Generator().manual_seed(seed))
-    return states.gather(-1, keys.argsort(dim=-1))
 
 
 def _previous(fn):
@@ -66,11 +56,9 @@ def _close(a, b):
 def test_random_once_and_every_layer_equal_hand_hooks(arch, k):
     model = tiny(arch)
     once = _engine(model, PROMPT, attend.manipulation("random", k, seed=3))
-    _close(once, _hand(model, PROMPT, [site_hook(model, "resid_pre", k, _previous(lambda s: _random_like(s, 3)))]))
+    _close(once, _hand(model, PROMPT, [site_hook(model, "resid_pre", k, _previous(lambda s: random_like(s, 3)))]))
     every = _engine(model, PROMPT, attend.manipulation("random", k, seed=3, every_layer=True))
-    hooks = [
-        site_hook(model, "resid_pre", j, _previous(lambda s: _random_like(s, 3))) for j in range(k, model.n_layers)
-    ]
+    hooks = [site_hook(model, "resid_pre", j, _previous(lambda s: random_like(s, 3))) for j in range(k, model.n_layers)]
     _close(every, _hand(model, PROMPT, hooks))
     clean = hf_logits(model, PROMPT)[0, -1]
     assert (once - clean).abs().max() > 1e-4 and (every - once).abs().max() > 1e-5
@@ -82,9 +70,9 @@ def test_shuffle_equals_hand_hook(arch):
     model = tiny(arch)
     k = 1
     out = _engine(model, PROMPT, attend.manipulation("shuffle", k, seed=5))
-    _close(out, _hand(model, PROMPT, [site_hook(model, "resid_pre", k, _previous(lambda s: _shuffled(s, 5)))]))
+    _close(out, _hand(model, PROMPT, [site_hook(model, "resid_pre", k, _previous(lambda s: shuffled(s, 5)))]))
     every = _engine(model, PROMPT, attend.manipulation("shuffle", k, seed=5, every_layer=True))
-    hooks = [site_hook(model, "resid_pre", j, _previous(lambda s: _shuffled(s, 5))) for j in range(k, model.n_layers)]
+    hooks = [site_hook(model, "resid_pre", j, _previous(lambda s: shuffled(s, 5))) for j in range(k, model.n_layers)]
     _close(every, _hand(model, PROMPT, hooks))
     assert (out - hf_logits(model, PROMPT)[0, -1]).abs().max() > 1e-4
 

@@ -15,7 +15,16 @@ import layerscope as ls
 from layerscope.engine.interventions import SITES
 from layerscope.errors import InterventionError, LayerscopeError, SiteError
 from tests.conftest import tiny
-from tests.helpers import assert_clean, freeze_hooks, hf_logits, looped_copy, site_hook, with_hooks
+from tests.helpers import (
+    assert_clean,
+    freeze_hooks,
+    hf_logits,
+    looped_copy,
+    random_like,
+    shuffled,
+    site_hook,
+    with_hooks,
+)
 
 PROMPT = "the capital of france is paris"  # 6 tokens
 OTHER = "what is the capital of spain ?"  # 7 tokens
@@ -132,16 +141,6 @@ def test_mean_over_own_tokens_respects_padding(arch):
     assert diff(out, ref) <= 1e-6
 
 
-def _random_like(states: torch.Tensor, seed: int) -> torch.Tensor:
-    noise = torch.randn(states.shape, generator=torch.Generator().manual_seed(seed))
-    return noise * (states.norm(dim=-1, keepdim=True) / noise.norm(dim=-1, keepdim=True))
-
-
-def _shuffled(states: torch.Tensor, seed: int) -> torch.Tensor:
-    keys = torch.rand(states.shape, generator=torch.Generator().manual_seed(seed))
-    return states.gather(-1, keys.argsort(dim=-1))
-
-
 @pytest.mark.parametrize("arch", SHAPES)
 def test_random_is_seeded_norm_preserving_and_equals_hand_draw(arch):
     model = tiny(arch)
@@ -158,7 +157,7 @@ def test_random_is_seeded_norm_preserving_and_equals_hand_draw(arch):
     assert torch.equal(new[-1], clean[-1])  # "previous" leaves the last token alone
     assert not torch.allclose(new[:-1], clean[:-1], atol=1e-3)
     assert not torch.allclose(new[:-1], c.get("resid_pre", k)[0, :-1], atol=1e-3)
-    ref = hand(model, PROMPT, [site_hook(model, "resid_pre", k, at(list(range(5)), lambda s: _random_like(s[0], 3)))])
+    ref = hand(model, PROMPT, [site_hook(model, "resid_pre", k, at(list(range(5)), lambda s: random_like(s[0], 3)))])
     assert diff(a.logits, ref) <= 1e-6
 
 
@@ -169,7 +168,7 @@ def test_random_noise_per_row_is_independent_of_the_batch():
     def per_row(h):
         h = h.clone()
         for r, pad in enumerate(batch.pad):
-            h[r, pad:-1] = _random_like(h[r, pad:-1], 5)
+            h[r, pad:-1] = random_like(h[r, pad:-1], 5)
         return h
 
     out = model.run(BATCH, interventions=[ls.random("resid_pre", 1, "previous", seed=5)]).logits
@@ -186,7 +185,7 @@ def test_shuffle_permutes_each_state_and_equals_hand_draw(arch):
     assert torch.equal(new.sort(dim=-1).values, clean.sort(dim=-1).values)
     assert not torch.equal(new[:-1], clean[:-1])
     assert torch.equal(new[-1], clean[-1])
-    ref = hand(model, PROMPT, [site_hook(model, "resid_post", k, at(list(range(5)), lambda s: _shuffled(s[0], 7)))])
+    ref = hand(model, PROMPT, [site_hook(model, "resid_post", k, at(list(range(5)), lambda s: shuffled(s[0], 7)))])
     assert diff(out.logits, ref) <= 1e-6
     other = model.run(PROMPT, interventions=[ls.shuffle("resid_post", k, seed=8)]).logits
     assert diff(other, out.logits) > 1e-5
