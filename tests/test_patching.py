@@ -19,15 +19,15 @@ CLEAN = "the eiffel tower is located in the city of"
 CORRUPT = "the colosseum tower is located in the city of"
 
 
-def hand_grid(model, site: str) -> torch.Tensor:
+def hand_grid(model, site: str, clean: str = CLEAN, corrupt: str = CORRUPT) -> torch.Tensor:
     """``[L, T]`` logit(paris) - logit(rome): one plain HF forward per cell with a raw hook writing the clean state."""
     source = {}
     hooks = [
         site_hook(model, site, l, lambda h, l=l: source.__setitem__(l, h.clone()) or h) for l in range(model.n_layers)
     ]
-    with_hooks(model, hooks, lambda: hf_logits(model, CLEAN))
+    with_hooks(model, hooks, lambda: hf_logits(model, clean))
     a, w = (model.tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in ("paris", "rome"))
-    n_pos = len(model.tokenize(CORRUPT).prompts[0])
+    n_pos = len(model.tokenize(corrupt).prompts[0])
     grid = torch.empty(model.n_layers, n_pos)
     for l in range(model.n_layers):
         for p in range(n_pos):
@@ -37,7 +37,7 @@ def hand_grid(model, site: str) -> torch.Tensor:
                 h[:, p] = source[l][:, p]
                 return h
 
-            logits = with_hooks(model, [site_hook(model, site, l, put)], lambda: hf_logits(model, CORRUPT))[0, -1]
+            logits = with_hooks(model, [site_hook(model, site, l, put)], lambda: hf_logits(model, corrupt))[0, -1]
             grid[l, p] = logits[a] - logits[w]
     return grid
 
@@ -86,18 +86,39 @@ def test_every_grouping_and_chunking_gives_the_same_grid(arch):
             torch.testing.assert_close(as_grid(table), reference, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize(("arch", "site"), [("llama", "resid_post"), ("gpt2", "attn_out")])
+def test_cells_in_the_shared_prefix_are_answered_without_running(arch, site):
+    model = tiny(arch)
+    clean = "we walked all day by the river and then saw the eiffel tower in the city of"
+    corrupt = "we walked all day by the river and then saw the colosseum tower in the city of"
+    ids = model.tokenize(clean).input_ids[0], model.tokenize(corrupt).input_ids[0]
+    shared = int((ids[0] != ids[1]).nonzero()[0])
+    assert shared >= 8  # the test needs a long common prefix
+    skipped = activation_patching(model, clean, corrupt, "paris", "rome", site=site, progress=False)
+    assert skipped.attrs["skipped"] == shared * model.n_layers
+    every = activation_patching(model, clean, corrupt, "paris", "rome", site=site, skip_shared_prefix=False)
+    assert every.attrs["skipped"] == 0
+    expected = hand_grid(model, site, clean, corrupt)
+    torch.testing.assert_close(as_grid(skipped), expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(as_grid(every), expected, atol=1e-4, rtol=1e-4)
+    # a skipped cell holds the corrupt run's own metric
+    head = skipped[skipped.position < shared]
+    assert (head.value == skipped.attrs["corrupt_value"]).all()
+    assert_clean(model)
+
+
 def test_prefix_reuse_path_equals_the_plain_path():
     model = tiny("llama")
     n_pos = len(model.tokenize(CORRUPT).prompts[0])
     # "position" tiles reuse the prefix before each position; "layer" tiles never do
     with_prefix = plan_tiles("resid_post", range(4), range(n_pos), 4, n_pos, "position")
-    assert sum(t.prefix > 0 for t in with_prefix) == n_pos - 1
+    assert all(t.prefix == t.positions[0] and len(t.positions) == 1 for t in with_prefix)
     assert all(t.prefix == 0 for t in plan_tiles("resid_post", range(4), range(n_pos), 4, n_pos, "layer"))
     plain = activation_patching(model, CLEAN, CORRUPT, "paris", "rome", grouping="layer", progress=False)
     reused = activation_patching(model, CLEAN, CORRUPT, "paris", "rome", grouping="position", progress=False)
     torch.testing.assert_close(as_grid(reused), as_grid(plain), atol=1e-5, rtol=1e-5)
     subset = activation_patching(
-        model, CLEAN, CORRUPT, "paris", "rome", layers="1:3", positions=[2, 5, 8], grouping="cell", progress=False
+        model, CLEAN, CORRUPT, "paris", "rome", layers="1:3", positions=[2, 5, 8], grouping="position", progress=False
     )
     assert sorted(set(subset["layer"])) == [1, 2] and sorted(set(subset["position"])) == [2, 5, 8]
     full = plain.set_index(["layer", "position"])["value"]

@@ -90,3 +90,97 @@ def test_variant_below_its_start_layer_is_refused():
     with pytest.raises(InterventionError, match="one prompt"):
         list(sweep_layers(model, PROMPTS, {1: [[]]}, prefix_length=2, progress=False))
     assert_clean(model)
+
+
+def staggered_grid(model, prompt: str):
+    """Per-row start layers (sorted) and one variant per row acting at or above its start."""
+    starts = [0, 0, 1, 2, 2, model.n_layers - 1]
+    gen = torch.Generator().manual_seed(0)
+    variants = [
+        [ls.patch("resid_pre", starts[0], 3, torch.randn(model.d_model, generator=gen))],
+        [ls.add("resid_post", 1, "all", torch.randn(model.d_model, generator=gen))],
+        [ls.random("resid_pre", 1, "previous", seed=4)],
+        [ls.zero("resid_post", 2, 5), ls.skip_attention(3)],
+        [],
+        [ls.patch("resid_pre", model.n_layers - 1, -1, torch.randn(model.d_model, generator=gen))],
+    ]
+    return starts, variants
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "gemma3", "qwen2"])
+def test_per_row_start_layers_equal_one_run_per_row(arch):
+    """engine/stagger.py: rows joining the batch at their start layer == each row run on its own."""
+    model = tiny(arch)
+    prompt = PROMPTS[0]
+    starts, variants = staggered_grid(model, prompt)
+    clean = model.run(prompt, capture="resid_pre")
+    states = torch.cat([clean.get("resid_pre", k) for k in starts if k > 0])
+    last = model.n_layers - 1
+    out = model.run(
+        prompt, variants=variants, start_layer=starts, start_states=states, logits="all", capture=("resid_post", last)
+    )
+    for row, variant in enumerate(variants):
+        alone = model.run(prompt, interventions=variant, logits="all", capture=("resid_post", last))
+        torch.testing.assert_close(out.logits[row], alone.logits[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out.get("resid_post", last)[row], alone.get("resid_post", last)[0])
+    assert_clean(model)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "qwen2"])
+def test_per_row_start_layers_with_a_reused_prefix(arch):
+    model = tiny(arch)
+    prompt = PROMPTS[0]
+    starts = [0, 1, 1, 3]
+    variants = [[ls.zero("resid_pre", k, 4)] for k in starts]
+    clean = model.run(prompt, capture="resid_pre", keep_cache=True)
+    states = torch.cat([clean.get("resid_pre", k)[:, 3:] for k in starts if k > 0])
+    out = model.run(
+        prompt, variants=variants, start_layer=starts, start_states=states, logits="last", prefix=clean, prefix_length=3
+    )
+    full = model.run(prompt, variants=variants, logits="last")
+    torch.testing.assert_close(out.last_logits, full.last_logits, atol=1e-5, rtol=1e-5)
+    # the prefix run's own cache is untouched: reusing it again gives the same numbers
+    again = model.run(
+        prompt, variants=variants, start_layer=starts, start_states=states, logits="last", prefix=clean, prefix_length=3
+    )
+    torch.testing.assert_close(again.last_logits, out.last_logits)
+
+
+@pytest.mark.parametrize("budget", [None, 1])
+def test_staggered_sweep_equals_the_per_layer_sweep(budget):
+    model = tiny("llama")
+    grid = {
+        k: [[ls.random("resid_pre", f"{k}:", "previous", seed=s)] for s in range(2)] + [[ls.freeze(k, "previous")]]
+        for k in range(4)
+    }
+    per_layer = {
+        (c.layer, v): c.last_logits()[0, i]
+        for c in sweep_layers(model, PROMPTS[2], grid, stagger=False, progress=False)
+        for i, v in enumerate(range(c.variants.start, c.variants.stop))
+    }
+    seen = 0
+    for chunk in sweep_layers(model, PROMPTS[2], grid, batch_budget=budget, progress=False):
+        for i, v in enumerate(range(chunk.variants.start, chunk.variants.stop)):
+            torch.testing.assert_close(chunk.last_logits()[0, i], per_layer[(chunk.layer, v)], atol=1e-5, rtol=1e-5)
+            seen += 1
+    assert seen == len(per_layer) == 12
+
+
+def test_per_row_start_layers_refuse_bad_input():
+    model = tiny("llama")
+    prompt = PROMPTS[0]
+    clean = model.run(prompt, capture="resid_pre")
+    one = clean.get("resid_pre", 2)
+    with pytest.raises(InterventionError, match="sorted"):
+        model.run(prompt, variants=[[], []], start_layer=[2, 0], start_states=one)
+    with pytest.raises(InterventionError, match="one unpadded prompt"):
+        model.run(PROMPTS, variants=[[]], start_layer=[0])
+    with pytest.raises(InterventionError, match="one per row"):
+        model.run(prompt, variants=[[], []], start_layer=[0])
+    with pytest.raises(InterventionError, match="one resid_pre row per row"):
+        model.run(prompt, variants=[[], []], start_layer=[2, 2], start_states=one)
+    with pytest.raises(InterventionError, match="at or above its start layer"):
+        model.run(prompt, variants=[[ls.zero("resid_pre", 1, 0)]], start_layer=[2], start_states=one)
+    with pytest.raises(InterventionError, match="loops"):
+        model.run(prompt, variants=[[]], start_layer=[0], loop=(1, 3, 2))
+    assert_clean(model)

@@ -15,14 +15,19 @@ only what the patch can change:
 - **Reuse the unchanged prefix.** A patch at position p leaves positions ``< p`` unchanged in
   every layer (causal attention), so their keys and values come from the corrupt run's KV cache
   and only positions ``p..T-1`` are computed.
-- **Batch.** Variants are stacked in the batch dimension and chunked to a memory budget.
+- **Skip patches that write what is already there.** Where the two prompts share their first
+  tokens, the clean and corrupt states at those positions are the same at every layer (each
+  depends only on the tokens up to it), so patching them changes nothing: those cells get the
+  corrupt run's metric without a forward pass (``skip_shared_prefix``).
+- **Batch, staggered.** The cells that share a prefix run as one batch in which each cell's row
+  joins at its start layer (``engine.stagger``): one pass over the weights for all of them,
+  chunked to a memory budget.
 
-The cells are grouped into tiles (a block of layers x a block of positions); a tile runs as one
-batch that starts at its lowest layer and reuses the prefix before its first position. Small tiles
+The positions are split into runs that share a prefix (the run's first position). Short runs
 waste no arithmetic but pay a fixed cost per forward call (the weights are read once per call);
-large tiles batch well but compute states that cannot have changed. ``grouping="auto"`` picks the
-tiling that minimises a simple cost model (:func:`plan_tiles`); ``"layer"``, ``"position"``,
-``"cell"`` and ``"none"`` force one scheme (for comparisons: ``benchmarks/patching.py``).
+long runs compute states that cannot have changed. ``grouping="auto"`` picks the split that
+minimises a simple cost model (:func:`plan_tiles`); ``"position"``, ``"layer"`` and ``"none"``
+force one scheme (for comparisons: ``benchmarks/patching.py``).
 """
 
 from __future__ import annotations
@@ -41,14 +46,12 @@ from layerscope.engine.sweep import clean_run, sweep_layers
 from layerscope.errors import LayerscopeError
 
 PATCH_SITES = ("resid_post", "resid_pre", "attn_out", "mlp_out")
-GROUPINGS = ("auto", "layer", "position", "cell", "none")
+GROUPINGS = ("auto", "position", "layer", "none")
 
 #: the fixed cost of one forward call per block, in units of "one token through one block":
 #: a call reads every weight once, which on a CPU costs about as much as computing a few dozen
 #: tokens; on a GPU the launch overhead is worth far more tokens.
 CALL_COST_TOKENS = {"cpu": 24.0, "cuda": 512.0}
-#: tiles span at most this many layers (the planner's search stays fast; larger blocks never paid off)
-MAX_LAYER_BLOCK = 4
 
 
 @dataclass(frozen=True)
@@ -116,79 +119,64 @@ def plan_tiles(
 ) -> list[Tile]:
     """Group the (layer, position) cells into tiles.
 
-    Cost model (units: one token through one block): a tile that starts at block k and reuses a
-    prefix of length s costs ``(n_layers - k) * cells * (seq_len - s)`` of arithmetic plus
-    ``(n_layers - k + head_cost) * call_cost`` per forward call (``head_cost``: the unembedding's
-    weight, in blocks). ``rows_fit(tokens)`` = rows per chunk under the memory budget (a tile with
-    more cells runs as several calls). ``reuse_prefix=False`` keeps every tile's prefix at 0 (models
-    whose KV cache cannot be cut back, e.g. sliding-window layers). ``"auto"`` finds the cheapest
-    tiling whose tiles are a run of consecutive layers x a run of consecutive positions, by dynamic
-    programming over both axes.
+    Every tile but ``"none"``'s starts at its own layer; tiles that share a prefix run together as
+    one staggered sweep (each row joins the batch at its start layer), so the only choice left is
+    how to split the positions into runs that share a prefix (the run's first position).
+
+    Cost model (units: one token through one block): a cell patched at layer l (start block k) in
+    a run whose prefix is s costs ``(n_layers - k) * (seq_len - s)`` of arithmetic; each forward
+    call of a run costs ``(n_layers - lowest start + head_cost) * call_cost`` more (``head_cost``:
+    the unembedding's weight, in blocks). ``rows_fit(tokens)`` = rows per call under the memory
+    budget (a run with more cells takes several calls). ``reuse_prefix=False`` keeps every prefix at
+    0 (models whose KV cache cannot be cut back, e.g. sliding-window layers).
+
+    Groupings: ``"auto"`` the cheapest split into runs of consecutive positions (dynamic
+    programming); ``"position"`` one run per position; ``"layer"`` one run of every position with
+    no prefix (start layers only); ``"none"`` no reuse at all (every cell from block 0, whole prompt).
     """
     layers, positions = sorted(set(layers)), sorted(set(positions))
     if grouping not in GROUPINGS:
         raise LayerscopeError(f"unknown grouping {grouping!r}: use one of {', '.join(GROUPINGS)}")
     if not layers or not positions:
         return []
-    starts = [start_layer_of(site, l, n_layers) for l in layers]
+    starts = {l: start_layer_of(site, l, n_layers) for l in layers}
 
     def prefix_of(position: int) -> int:
         return position if reuse_prefix else 0
 
+    def run_of(first: int, stop: int, prefix: int) -> list[Tile]:
+        return [Tile(starts[l], prefix, (l,), tuple(positions[first:stop])) for l in layers]
+
     if grouping == "none":
         return [Tile(0, 0, tuple(layers), tuple(positions))]
     if grouping == "layer":
-        return [Tile(k, 0, (l,), tuple(positions)) for l, k in zip(layers, starts, strict=True)]
+        return run_of(0, len(positions), 0)
     if grouping == "position":
-        return [Tile(min(starts), prefix_of(p), tuple(layers), (p,)) for p in positions]
-    if grouping == "cell":
-        return [Tile(k, prefix_of(p), (l,), (p,)) for l, k in zip(layers, starts, strict=True) for p in positions]
+        return [t for i, p in enumerate(positions) for t in run_of(i, i + 1, prefix_of(p))]
 
-    def calls(rows: int, tokens: int) -> int:
-        return math.ceil(rows / max(1, rows_fit(tokens))) if rows_fit is not None else 1
+    depth = sum(n_layers - k for k in starts.values())  # blocks run per patched position
+    per_call = (n_layers - min(starts.values()) + head_cost) * call_cost
 
-    # inner problem: for a block of `a` layers, the best split of the positions into runs; it does
-    # not depend on which layers, only on `a` (the per-block factor multiplies every term).
-    n_pos = len(positions)
-    max_block = min(len(layers), MAX_LAYER_BLOCK)
-    inner: dict[tuple[int, int], tuple[float, list[tuple[int, int]]]] = {}
+    def run_cost(first: int, stop: int) -> float:
+        tokens = seq_len - prefix_of(positions[first])
+        rows = len(layers) * (stop - first)
+        calls = math.ceil(rows / max(1, rows_fit(tokens))) if rows_fit is not None else 1
+        return depth * (stop - first) * tokens + per_call * calls
 
-    def split_positions(a: int, blocks: int) -> tuple[float, list[tuple[int, int]]]:
-        best = [0.0] + [math.inf] * n_pos
-        back = [0] * (n_pos + 1)
-        for j in range(1, n_pos + 1):
-            for i in range(j):
-                tokens = seq_len - prefix_of(positions[i])
-                rows = a * (j - i)
-                cost = best[i] + blocks * rows * tokens + (blocks + head_cost) * call_cost * calls(rows, tokens)
-                if cost < best[j]:
-                    best[j], back[j] = cost, i
-        runs, j = [], n_pos
-        while j > 0:
-            runs.append((back[j], j))
-            j = back[j]
-        return best[n_pos], runs[::-1]
-
-    # outer problem over consecutive layers: a block [i, j) starts at starts[i]
-    best = [0.0] + [math.inf] * len(layers)
-    back: list[tuple[int, list[tuple[int, int]]]] = [(0, [])] * (len(layers) + 1)
-    for j in range(1, len(layers) + 1):
-        for i in range(max(0, j - max_block), j):
-            blocks = n_layers - starts[i]
-            key = (j - i, blocks)
-            if key not in inner:
-                inner[key] = split_positions(j - i, blocks)
-            cost = best[i] + inner[key][0]
-            if cost < best[j]:
-                best[j], back[j] = cost, (i, inner[key][1])
+    best = [0.0] + [math.inf] * len(positions)
+    back = [0] * (len(positions) + 1)
+    for stop in range(1, len(positions) + 1):
+        for first in range(stop):
+            cost = best[first] + run_cost(first, stop)
+            if cost < best[stop]:
+                best[stop], back[stop] = cost, first
     tiles: list[Tile] = []
-    j = len(layers)
-    while j > 0:
-        i, runs = back[j]
-        for a, b in runs:
-            tiles.append(Tile(starts[i], prefix_of(positions[a]), tuple(layers[i:j]), tuple(positions[a:b])))
-        j = i
-    return sorted(tiles, key=lambda t: (t.prefix, t.start))
+    stop = len(positions)
+    while stop > 0:
+        first = back[stop]
+        tiles = run_of(first, stop, prefix_of(positions[first])) + tiles
+        stop = first
+    return tiles
 
 
 def activation_patching(
@@ -205,6 +193,7 @@ def activation_patching(
     batch_budget: str | int | None = None,
     progress: bool = True,
     call_cost: float | None = None,
+    skip_shared_prefix: bool = True,
 ) -> pd.DataFrame:
     """Patch the clean run's ``site[l]`` at position p into the corrupt run, for every (l, p).
 
@@ -219,10 +208,14 @@ def activation_patching(
             :data:`CALL_COST_TOKENS` for the device).
         batch_budget: memory budget of the sweep (e.g. ``"256MB"``): the states it holds throughout
             plus one forward chunk, whose rows are limited to what is left; None = no limit.
+        skip_shared_prefix: cells at positions inside the prompts' common leading tokens take the
+            corrupt run's metric without running (the patch writes the state already there);
+            False runs them like every other cell (the values agree to float rounding).
     Returns:
         One row per cell: ``layer``, ``position``, ``token`` (the corrupt prompt's token there),
         ``value`` (the metric after patching). ``table.attrs`` holds ``clean_value`` and
-        ``corrupt_value`` (the metric of the unpatched runs), ``site``, ``answer`` and ``wrong``.
+        ``corrupt_value`` (the metric of the unpatched runs), ``site``, ``answer``, ``wrong``,
+        ``tiles`` and ``skipped`` (cells answered without a forward pass).
     """
     if site not in PATCH_SITES:
         raise LayerscopeError(f"unknown site {site!r}: use one of {', '.join(PATCH_SITES)}")
@@ -242,6 +235,8 @@ def activation_patching(
     n_layers, seq_len = model.n_layers, target.length
     layer_list = sorted(set(resolve_layers(layers, n_layers)))
     position_list = sorted(set(target.positions(positions, 0)))
+    shared = _shared_prefix(source.input_ids[0], target.input_ids[0]) if skip_shared_prefix else 0
+    run_positions = [p for p in position_list if p >= shared]
     # The budget bounds the whole sweep: what it holds throughout (the clean states, the corrupt
     # run's start states and KV cache) comes off the top, the rest is for one forward chunk.
     limit = parse_budget(batch_budget)  # fails on a bad budget before any work
@@ -252,14 +247,15 @@ def activation_patching(
     def rows_fit(tokens: int) -> int:
         if limit is None:
             return 1 << 30
-        per_row = row_bytes(model, tokens, logits_positions=0, cached_positions=seq_len if tokens < seq_len else 0)
+        cached = seq_len if tokens < seq_len else 0
+        per_row = row_bytes(model, tokens, logits_positions=0, cached_positions=cached, cached_layers=1)
         return max(1, chunk_budget // per_row)
 
     device_kind = "cuda" if model.device.type == "cuda" else "cpu"
     tiles = plan_tiles(
         site,
         layer_list,
-        position_list,
+        run_positions,
         n_layers,
         seq_len,
         grouping,
@@ -286,11 +282,13 @@ def activation_patching(
         if readout is not None
         else {"logits": "last"}
     )
-    results: dict[tuple[int, int], float] = {}
+    # the clean state at a shared-prefix position is the corrupt one: the patch is a no-op
+    results = {(l, p): corrupt_value for l in layer_list for p in position_list if p < shared}
     from tqdm.auto import tqdm
 
     total = len(layer_list) * len(position_list)
     bar = tqdm(total=total, desc=f"patching {site}", disable=not progress or total <= 1, unit="cell")
+    bar.update(len(results))
     try:
         for prefix in sorted({t.prefix for t in tiles}):
             group = [t for t in tiles if t.prefix == prefix]
@@ -332,9 +330,21 @@ def activation_patching(
     ]
     table = pd.DataFrame(rows, columns=["layer", "position", "token", "value"])
     table.attrs.update(
-        site=site, answer=answer, wrong=wrong, clean_value=clean_value, corrupt_value=corrupt_value, tiles=len(tiles)
+        site=site,
+        answer=answer,
+        wrong=wrong,
+        clean_value=clean_value,
+        corrupt_value=corrupt_value,
+        tiles=len(tiles),
+        skipped=sum(p < shared for p in position_list) * len(layer_list),
     )
     return table
+
+
+def _shared_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
+    """How many leading tokens two ``[T]`` id sequences have in common."""
+    differ = (a != b).nonzero()
+    return int(differ[0]) if len(differ) else len(a)
 
 
 def _pair_readout(model, answer_id: int, wrong_id: int):

@@ -46,6 +46,7 @@ def row_bytes(
     captured_states: int = 0,
     keep_cache: bool = False,
     cached_positions: int = 0,
+    cached_layers: int | None = None,
 ) -> int:
     """Estimated activation memory of one batch row of a forward pass over ``seq_len`` tokens.
 
@@ -55,6 +56,8 @@ def row_bytes(
         keep_cache: whether the KV cache is returned.
         cached_positions: positions of a reused KV prefix that each row carries (prefix reuse
             repeats the prefix's cache once per row).
+        cached_layers: how many layers' caches of ``cached_positions`` a row holds at once
+            (default: every layer; a staggered sweep widens one block's at a time).
     """
     config = model.hf.config.get_text_config() if hasattr(model.hf.config, "get_text_config") else model.hf.config
     d = model.d_model
@@ -66,7 +69,7 @@ def row_bytes(
     heads_kv = int(getattr(config, "num_key_value_heads", None) or heads)
     head_dim = int(getattr(config, "head_dim", None) or d // max(heads, 1))
     kv = 2 * model.n_layers * heads_kv * head_dim  # K and V of every layer, per position
-    per_row += kv * cached_positions
+    per_row += 2 * (cached_layers or model.n_layers) * heads_kv * head_dim * cached_positions
     if keep_cache:
         per_row += kv * seq_len
     return int(per_row * element)

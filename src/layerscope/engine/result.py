@@ -32,6 +32,21 @@ class RunResult:
     n_variants: int = 1
     capture_positions: PositionSpec | None = None
 
+    def select_rows(self, rows: slice, from_layer: int = 0) -> RunResult:
+        """The result of ``rows`` only (a staggered run's rows of one start layer).
+
+        Captures below ``from_layer`` are dropped: in a staggered run they hold only the rows that
+        had started by then.
+        """
+        return RunResult(
+            batch=self.batch.select(rows),
+            logits=None if self.logits is None else self.logits[rows],
+            cache={key: states[rows] for key, states in self.cache.items() if key[1] >= from_layer},
+            offset=self.offset,
+            n_variants=rows.stop - rows.start,
+            capture_positions=self.capture_positions,
+        )
+
     def get(self, site: str, layer: int, iteration: int = 0) -> torch.Tensor:
         """Captured ``[B, T, D]`` states at a site; a clear error if it was not captured."""
         try:

@@ -65,7 +65,7 @@ def run(
     variants: Sequence[Sequence[Intervention]] | None = None,
     capture: CaptureSpec | None = None,
     capture_positions: PositionSpec | None = None,
-    start_layer: int = 0,
+    start_layer: int | Sequence[int] = 0,
     start_states: torch.Tensor | None = None,
     loop: Loop | tuple[int, int, int] | None = None,
     logits: str | None = "all",
@@ -75,8 +75,14 @@ def run(
 ) -> RunResult:
     """Run ``model`` once on a batch with interventions. See ``Model.run`` for the arguments."""
     batch = prompts if isinstance(prompts, Batch) else tokenize(model.tokenizer, prompts, model.device)
+    n_prompts = batch.size
     batch, ivs, n_variants = expand_variants(batch, interventions, variants)
     n_layers = model.n_layers
+    if not isinstance(start_layer, int):
+        return _run_staggered(
+            model, batch, ivs, n_prompts, n_variants, list(start_layer), start_states, loop, capture,
+            capture_positions, logits, prefix, prefix_length, keep_cache,
+        )  # fmt: skip
     if loop is not None and not isinstance(loop, Loop):
         loop = Loop(*loop)
     if loop is not None:
@@ -132,6 +138,84 @@ def run(
         logits=out_logits,
         cache=session.captured,
         past_key_values=getattr(out, "past_key_values", None) if keep_cache else None,
+        offset=offset,
+        n_variants=n_variants,
+        capture_positions=capture_positions,
+    )
+
+
+def _run_staggered(
+    model, batch, ivs, n_prompts, n_variants, starts, start_states, loop, capture, capture_positions, logits,
+    prefix, prefix_length, keep_cache,
+) -> RunResult:  # fmt: skip
+    """``run`` with a start layer per row (see :mod:`layerscope.engine.stagger`): rows of one prompt
+    join the batch at their start block; the model itself runs on one row."""
+    n_layers = model.n_layers
+    if n_prompts != 1 or any(batch.pad):
+        raise InterventionError("per-row start layers need one unpadded prompt (its variants are the rows)")
+    if len(starts) != batch.size:
+        raise InterventionError(f"start_layer lists {len(starts)} layers for {batch.size} rows: give one per row")
+    if loop is not None or keep_cache:
+        raise InterventionError("per-row start layers cannot be combined with loops or keep_cache")
+    starts = [resolve_layers(s, n_layers)[0] for s in starts]
+    offset = _check_prefix(prefix, prefix_length, batch) if prefix is not None else 0
+    plan = compile_plan(ivs, batch, n_layers, model.d_model, offset, model.available_sites)
+    low = min(starts)
+    for (site, layer), ops in plan.ops.items():
+        for op in ops:
+            first = min(starts[r] for r in op.rows.tolist())
+            if layer < first:
+                raise InterventionError(
+                    f"an intervention at {site}[{layer}] acts on a row that starts at layer {first}: "
+                    "a row's interventions must be at or above its start layer"
+                )
+    capture_spec = parse_capture(capture, n_layers)
+    if any(l < low for ls in capture_spec.values() for l in ls):
+        raise SiteError(f"layers below the lowest start layer ({low}) are not computed and cannot be captured")
+    capture_index = None if capture_positions is None else _capture_index(batch, capture_positions, offset)
+    if start_states is not None:
+        expected = (batch.length - offset, model.d_model)
+        if start_states.dim() != 3 or tuple(start_states.shape[1:]) != expected:
+            raise InterventionError(
+                f"start_states has shape {tuple(start_states.shape)}, expected [rows starting above 0, "
+                f"{expected[0]}, {expected[1]}]"
+            )
+
+    single = batch.select([0])
+    inputs = single.model_inputs()
+    cache = None
+    if offset:
+        inputs = {k: v[:, offset:] if k != "attention_mask" else v for k, v in inputs.items()}
+        inputs["position_ids"] = torch.arange(offset, batch.length, device=batch.input_ids.device)[None]
+        cache = _expand_cache(prefix.past_key_values, offset, 1)
+        inputs["past_key_values"] = cache
+    from layerscope.engine.stagger import Stagger
+
+    stagger = Stagger(starts, start_states, n_layers, cache)
+    hf = model.hf
+    if model.is_causal:
+        inputs["use_cache"] = cache is not None
+        if _accepts(hf, "logits_to_keep"):  # the model's own head sees one row: ours reads every row
+            inputs["logits_to_keep"] = torch.empty(0, dtype=torch.long, device=model.device)
+    session = HookSession(
+        model.adapter,
+        plan,
+        capture_spec,
+        batch.attention_mask[:, offset:],
+        capture_index=capture_index,
+        stagger=stagger,
+    )
+    with session, torch.no_grad():
+        session.reset()
+        hf(**inputs)
+        out_logits = None
+        if logits is not None and model.adapter.unembed is not None:
+            final = stagger.final if logits == "all" else stagger.final[:, -1:]
+            out_logits = model.adapter.unembed_states(final)
+    return RunResult(
+        batch=batch,
+        logits=out_logits,
+        cache=session.captured,
         offset=offset,
         n_variants=n_variants,
         capture_positions=capture_positions,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from layerscope.engine.plan import Plan
+from layerscope.engine.stagger import Stagger
 from layerscope.errors import InterventionError
 
 
@@ -50,6 +51,7 @@ class HookSession:
         start_states: torch.Tensor | None = None,
         loop: Loop | None = None,
         capture_index: torch.Tensor | None = None,
+        stagger: Stagger | None = None,
     ):
         self.adapter = adapter
         self.plan = plan
@@ -59,6 +61,7 @@ class HookSession:
         self.start_states = start_states
         self.loop = loop
         self.capture_index = capture_index  # [B, P] positions to keep, or None for all
+        self.stagger = stagger  # per-row start layers (rows join the batch as it goes up)
         self.captured: dict[tuple[str, int, int], torch.Tensor] = {}
         self._restore: list[Callable[[], None]] = []
         self._iteration: dict[int, int] = {}
@@ -85,6 +88,8 @@ class HookSession:
             layers_needed |= set(range(self.start_layer + 1))
         if self.loop is not None:
             layers_needed |= set(range(self.loop.start, self.loop.stop))
+        if self.stagger is not None:
+            layers_needed = set(range(n))
         for layer in sorted(layers_needed):
             self._wrap_block(layer)
         for site, modules in (("attn_out", self.adapter.attn), ("mlp_out", self.adapter.mlp)):
@@ -144,6 +149,8 @@ class HookSession:
         self._iteration[layer] = iteration + 1
         if self.loop is not None and self.loop.contains(layer) and iteration == 0:
             self._replays[layer] = call
+        if self.stagger is not None:
+            return self._staggered_block(layer, hidden, call, out_holder)
         if layer < self.start_layer:
             return hidden  # skipped: block `start_layer` replaces this with the given states
         if layer == self.start_layer and iteration == 0 and self.start_states is not None:
@@ -160,6 +167,18 @@ class HookSession:
                 for inner in range(loop.start, loop.stop):
                     hidden = self._block(inner, hidden, self._replays[inner], [])
         return hidden
+
+    def _staggered_block(self, layer: int, hidden: torch.Tensor, call: Callable, out_holder: list) -> torch.Tensor:
+        running = self.stagger.enter(layer, hidden)
+        if running is None:
+            return hidden  # no row has started yet
+        self._current = (layer, 0)
+        running = self._site("resid_pre", layer, 0, running)
+        out = call(running)
+        out_holder.append(out)
+        running = out[0] if isinstance(out, tuple) else out
+        running = self._site("resid_post", layer, 0, running)
+        return self.stagger.leave(layer, running)
 
     def _pack(self, original_out, hidden: torch.Tensor):
         if isinstance(original_out, tuple):
@@ -180,12 +199,14 @@ class HookSession:
         return hook
 
     def _site(self, site: str, layer: int, iteration: int, hidden: torch.Tensor) -> torch.Tensor:
+        rows = hidden.shape[0]  # fewer than the batch while a staggered batch is still growing
+        mask = self.mask if self.mask.shape[0] == rows else self.mask[:rows]
         for op in self.plan.at(site, layer):
-            hidden = op.apply(hidden, self.mask, layer, iteration)
+            hidden = op.apply(hidden, mask, layer, iteration)
         if layer in self.capture.get(site, ()):
             kept = hidden
             if self.capture_index is not None:
-                index = self.capture_index.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
+                index = self.capture_index[:rows].unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
                 kept = hidden.gather(1, index)
             self.captured[(site, layer, iteration)] = kept.detach()
         return hidden

@@ -7,6 +7,11 @@ states are kept, and the variants of layer k run blocks ``k..L-1`` only (``run(s
 stacked in the batch dimension and chunked to a memory budget. With ``prefix_length`` the
 unchanged leading tokens come from the clean run's KV cache as well (one unpadded prompt).
 
+With one unpadded prompt the layers are not run one after the other but **staggered**: one
+forward per chunk in which each row joins the batch at its own start layer
+(:mod:`layerscope.engine.stagger`), so the weights are read once per chunk rather than once per
+layer. Several prompts (padded, with masks of their own) run one batch per layer.
+
 Every method's sweep goes through :func:`sweep_layers`; it yields chunks so that a caller can
 reduce each chunk's logits to the few numbers it needs before the next chunk runs.
 """
@@ -72,6 +77,7 @@ def sweep_layers(
     batch_budget: str | int | None = None,
     progress: bool = True,
     desc: str = "sweep",
+    stagger: bool = True,
 ) -> Iterator[SweepChunk]:
     """Run each layer's variants from that layer on, reusing the clean run below it.
 
@@ -84,7 +90,11 @@ def sweep_layers(
         prefix_length: the first N tokens are unchanged in every variant (no intervention
             touches them): reuse the clean run's KV cache for them. Needs one unpadded prompt.
         logits, capture, capture_positions: as in :func:`layerscope.engine.run.run`.
-        batch_budget: memory budget per chunk (e.g. ``"512MB"``); None = one chunk per layer.
+        batch_budget: memory budget per chunk (e.g. ``"512MB"``); None = one chunk per layer
+            (one chunk in all when staggered).
+        stagger: with one unpadded prompt, run every layer's variants in one forward per chunk,
+            each row joining the batch at its layer (:mod:`layerscope.engine.stagger`): the same
+            arithmetic as one run per layer, but one pass over the weights. False = one run per layer.
     Yields:
         :class:`SweepChunk` per (layer, chunk of prompts, chunk of variants), layers in order.
     """
@@ -102,17 +112,29 @@ def sweep_layers(
         raise InterventionError("prefix_length needs a clean run with keep_cache=True")
 
     total_rows = sum(batch.size * len(variants_of[k]) for k in layers)
+    stagger = stagger and batch.size == 1 and not any(batch.pad)
     per_row = row_bytes(
         model,
         batch.length - prefix_length,
         logits_positions=batch.length if logits == "all" else 1 if logits else 0,
         captured_states=_count_captures(capture, model.n_layers),
         cached_positions=batch.length if prefix_length else 0,  # the repeated prefix cache grows to T
+        cached_layers=1 if stagger else None,  # staggered: one block's widened cache at a time
     )
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total_rows, desc=desc, disable=not progress or total_rows <= 1, unit="run")
+    run_kwargs = {
+        "logits": logits,
+        "capture": capture,
+        "capture_positions": capture_positions,
+        "prefix": clean if prefix_length else None,
+        "prefix_length": prefix_length,
+    }
     try:
+        if stagger:
+            yield from _staggered(model, batch, layers, variants_of, clean, per_row, batch_budget, bar, run_kwargs)
+            return
         for k in layers:
             variants = variants_of[k]
             if not variants:
@@ -131,22 +153,36 @@ def sweep_layers(
                     start = states
                     if states is not None and len(chosen) > 1:
                         start = states.repeat_interleave(len(chosen), dim=0)
-                    result = run(
-                        model,
-                        sub,
-                        variants=chosen,
-                        start_layer=k,
-                        start_states=start,
-                        logits=logits,
-                        capture=capture,
-                        capture_positions=capture_positions,
-                        prefix=clean if prefix_length else None,
-                        prefix_length=prefix_length,
-                    )
+                    result = run(model, sub, variants=chosen, start_layer=k, start_states=start, **run_kwargs)
                     bar.update(sub.size * len(chosen))
                     yield SweepChunk(k, prompt_part, variant_part, result)
     finally:
         bar.close()
+
+
+def _staggered(model, batch, layers, variants_of, clean, per_row, batch_budget, bar, run_kwargs):
+    """One prompt: every layer's variants in one forward per chunk, rows joining at their layer."""
+    rows = [(k, v) for k in layers for v in range(len(variants_of[k]))]
+    prefix_length = run_kwargs["prefix_length"]
+    for part in chunks(len(rows), rows_per_chunk(batch_budget, per_row, len(rows)), progress=False):
+        chosen = rows[part]
+        starts = [k for k, _ in chosen]
+        lifted = [k for k in starts if k > 0]
+        states = None
+        if lifted:
+            states = torch.cat([clean.get("resid_pre", k)[:, prefix_length:] for k in lifted])
+        variants = [variants_of[k][v] for k, v in chosen]
+        result = run(model, batch, variants=variants, start_layer=starts, start_states=states, **run_kwargs)
+        bar.update(len(chosen))
+        first = 0
+        while first < len(chosen):
+            k = chosen[first][0]
+            last = first
+            while last < len(chosen) and chosen[last][0] == k:
+                last += 1
+            variant_slice = slice(chosen[first][1], chosen[last - 1][1] + 1)
+            yield SweepChunk(k, slice(0, 1), variant_slice, result.select_rows(slice(first, last), from_layer=k))
+            first = last
 
 
 def _check_variants(variants: Sequence[Sequence[Intervention]], start: int, n_layers: int) -> None:
