@@ -78,12 +78,18 @@ def peak_bytes(fn, device: torch.device) -> int:
     return tracker.peak
 
 
+def forward_budget(model, seq_len: int) -> int:
+    """The engine's estimate of the reference forward (all logits, every ``resid_post`` captured):
+    the budget at which the sweep must stay within 1.5x of that forward's measured peak."""
+    return row_bytes(model, seq_len, logits_positions=seq_len, captured_states=model.n_layers)
+
+
 def bench_memory(model, pairs: dict[str, tuple[str, str]], answer: str, wrong: str, log=print) -> list[dict]:
     rows = []
     for pair, (clean, corrupt) in pairs.items():
         seq_len = model.tokenize(corrupt).length
         forward = peak_bytes(lambda corrupt=corrupt: model.run(corrupt, capture="resid_post"), model.device)
-        estimate = row_bytes(model, seq_len, logits_positions=seq_len, captured_states=model.n_layers)
+        estimate = forward_budget(model, seq_len)
         budgets = (estimate, estimate // 2, None) if seq_len <= 16 else (estimate, estimate // 2)  # None: slow
         for budget in budgets:
             sweep = peak_bytes(

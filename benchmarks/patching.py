@@ -1,9 +1,17 @@
 """Activation-patching sweep over (layer, position): layerscope vs nnsight, TransformerLens and a plain HF hook loop.
 
 Workload (issue 6): patch the clean run's ``resid_post[l]`` at position p into the corrupt run for
-every (l, p); metric ``logit(" Paris") - logit(" Rome")`` at the last position. Two pairs: the short
-Eiffel Tower / Colosseum pair (10 tokens, 300 cells on SmolLM2) and a ~64-token pair (63 tokens,
-1890 cells).
+every (l, p); metric ``logit(" Paris") - logit(" Rome")`` at the last position. Three pairs: the
+short Eiffel Tower / Colosseum pair (10 tokens, 300 cells on SmolLM2; the prompts share their first
+token), a ~64-token pair whose prompts differ near the end (63 tokens, 1890 cells; they share 49
+tokens, so 1470 cells are no-op patches that layerscope answers without a forward pass), and the
+same length with the entity first (63 tokens; they share 1 token: the worst case for layerscope,
+almost nothing to skip).
+
+layerscope is timed in several settings: the headline is the default planner at the memory budget
+of ``benchmarks/memory.py`` (the engine's estimate of one forward with every state captured), so the
+speed and the memory targets are measured at the same setting; the ablations switch off one kind of
+reuse at a time.
 
 Peers, each in its ordinary idiom, each on its own copy of the same HF model (same weights):
 
@@ -43,7 +51,13 @@ LONG_TEXT = (
     "morning of the trip we finally stood in front of {}, the famous monument that is located in the city of"
 )
 LONG = (LONG_TEXT.format("the Eiffel Tower"), LONG_TEXT.format("the Colosseum"))
-PAIRS = {"eiffel (10 tok)": SHORT, "long (63 tok)": LONG}
+EARLY_TEXT = (
+    "{} was the first thing my grandmother wanted to see when we travelled by train across Europe during a "
+    "long summer holiday, visiting small villages, old churches, quiet museums and crowded markets full of "
+    "fresh fruit and flowers. After all these years she still says that the famous monument is located in the city of"
+)
+EARLY = (EARLY_TEXT.format("The Eiffel Tower"), EARLY_TEXT.format("The Colosseum"))
+PAIRS = {"eiffel (10 tok)": SHORT, "long (63 tok)": LONG, "long, entity first (62 tok)": EARLY}
 ANSWER, WRONG = " Paris", " Rome"
 
 
@@ -192,17 +206,36 @@ def _sample(n_layers: int, n_pos: int, k: int | None, seed: int) -> list[tuple[i
     return [cells[i] for i in sorted(rng.choice(len(cells), size=k, replace=False))]
 
 
+def layerscope_settings(model, seq_len: int, short: bool) -> dict[str, dict]:
+    """Named ``activation_patching`` settings: the headline first, then the ablations."""
+    from memory import forward_budget
+
+    budget = forward_budget(model, seq_len)
+    settings = {
+        "layerscope": {"batch_budget": budget},
+        "layerscope, 256MB budget": {"batch_budget": "256MB"},
+        "layerscope, no shared-prefix skip": {"batch_budget": budget, "skip_shared_prefix": False},
+    }
+    if short:  # the grouping ablation ("none" on a long pair is ~4x the work)
+        settings.update(
+            {
+                f"layerscope, grouping={g}": {"batch_budget": "256MB", "grouping": g, "skip_shared_prefix": False}
+                for g in ("position", "layer", "none")
+            }
+        )
+    return settings
+
+
 def bench_patching(
     model: ls.Model,
     peer_cells: dict[str, int | None] | None = None,
     rounds: int = 3,
-    groupings: tuple[str, ...] = ("auto", "layer", "position", "none"),
-    batch_budget: str | None = "256MB",
     peers: tuple[str, ...] = ("hf-hooks", "nnsight", "transformer-lens"),
+    pairs: dict[str, tuple[str, str]] = PAIRS,
     log=print,
 ) -> list[dict]:
-    """One row per (pair, peer) with the full-grid time ratio and the max abs diff, plus groupings."""
-    peer_cells = peer_cells or {"eiffel (10 tok)": 30, "long (63 tok)": 12}
+    """One row per (pair, peer or ablation) with the full-grid time ratio and the max abs diff."""
+    peer_cells = peer_cells or {"eiffel (10 tok)": 30, "long (63 tok)": 12, "long, entity first (62 tok)": 12}
     made = {"hf-hooks": HFHooks, "nnsight": NNsight, "transformer-lens": TransformerLens}
     tools = []
     for name in peers:
@@ -211,29 +244,26 @@ def bench_patching(
         except ImportError as error:
             log(f"  {name} not installed ({error}); pip install -e '.[bench]'")
     rows = []
-    for pair, (clean, corrupt) in PAIRS.items():
+    for pair, (clean, corrupt) in pairs.items():
         n_pos = model.tokenize(corrupt).length
         n_cells = model.n_layers * n_pos
-        # the grouping ablation on the short pair only ("none" on the long pair is ~4x the work)
-        pair_groupings = groupings if pair == next(iter(PAIRS)) else groupings[:1]
-        times: dict[str, list[float]] = {f"layerscope:{g}": [] for g in pair_groupings}
+        settings = layerscope_settings(model, n_pos, short=pair == next(iter(pairs)))
+        times: dict[str, list[float]] = {name: [] for name in settings}
         diffs: dict[str, float] = {}
         for tool in tools:
             tool.prepare(clean, corrupt)
             times[tool.name] = []
-        ours = None
+        ours, skipped = None, 0
         for r in range(rounds):
-            for g in pair_groupings:
+            for name, kwargs in settings.items():
                 start = time.perf_counter()
-                table = activation_patching(
-                    model, clean, corrupt, ANSWER, WRONG, grouping=g, batch_budget=batch_budget, progress=False
-                )
-                times[f"layerscope:{g}"].append(time.perf_counter() - start)
-                if g == pair_groupings[0]:
-                    ours = table.set_index(["layer", "position"])["value"]
+                table = activation_patching(model, clean, corrupt, ANSWER, WRONG, progress=False, **kwargs)
+                times[name].append(time.perf_counter() - start)
+                if name == "layerscope":
+                    ours, skipped = table.set_index(["layer", "position"])["value"], table.attrs["skipped"]
                 else:
                     diff = float((table.set_index(["layer", "position"])["value"] - ours).abs().max())
-                    diffs[f"layerscope:{g}"] = max(diffs.get(f"layerscope:{g}", 0.0), diff)
+                    diffs[name] = max(diffs.get(name, 0.0), diff)
             sample = _sample(model.n_layers, n_pos, peer_cells.get(pair), seed=r)
             for tool in tools:
                 start = time.perf_counter()
@@ -243,15 +273,17 @@ def bench_patching(
                 diff = max(abs(v - ours[(l, p)]) for (l, p), v in zip(sample, values, strict=True))
                 diffs[tool.name] = max(diffs.get(tool.name, 0.0), diff)
             log(f"  {pair} round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
-        base = statistics.median(times[f"layerscope:{groupings[0]}"])
+        base = statistics.median(times["layerscope"])
+        peer_names = {t.name for t in tools}
         for name, ts in times.items():
-            if name == f"layerscope:{groupings[0]}":
+            if name == "layerscope":
                 continue
-            sampled = name in {t.name for t in tools} and peer_cells.get(pair) is not None
+            sampled = name in peer_names and peer_cells.get(pair) is not None
             rows.append(
                 {
                     "benchmark": f"patching sweep {pair}",
                     "cells": n_cells,
+                    "skipped": skipped,
                     "baseline": name,
                     "layerscope_s": base,
                     "baseline_s": statistics.median(ts),
@@ -260,7 +292,7 @@ def bench_patching(
                     "note": f"peer timed on {peer_cells.get(pair)} sampled cells x{rounds}, scaled to the grid"
                     if sampled
                     else "full grid",
-                    "target": ">= 10x, diff <= 1e-3" if name in {t.name for t in tools} else "",
+                    "target": ">= 10x, diff <= 1e-3" if name in peer_names else "",
                 }
             )
     return rows

@@ -287,3 +287,18 @@ def test_default_model_eiffel_invariants(default_model):
     assert cell[(last, 9)] == pytest.approx(table.attrs["clean_value"], abs=1e-3)
     assert cell[(0, 0)] == pytest.approx(table.attrs["corrupt_value"], abs=1e-3)  # 'The' == 'The'
     assert cell[(last, 3)] == pytest.approx(table.attrs["corrupt_value"], abs=1e-3)  # last layer, not last pos
+
+
+def test_bfloat16_grid_follows_the_hand_written_loop_in_the_same_dtype():
+    """The GPU path's dtype: a bf16 model runs the whole sweep (staggered rows, prefix cache, readout) in bf16."""
+    from layerscope.testing import tiny_model
+
+    model = tiny_model("llama")
+    model.hf.to(torch.bfloat16)
+    table = activation_patching(model, CLEAN, CORRUPT, "paris", "rome", progress=False)
+    expected = hand_grid(model, "resid_post")
+    got = as_grid(table)
+    assert torch.isfinite(got).all()
+    # bf16 keeps ~3 significant digits; batch shapes differ from the loop's, so rounding differs
+    torch.testing.assert_close(got, expected.float(), atol=0.05 * float(expected.abs().max()), rtol=0.05)
+    assert_clean(model)

@@ -20,6 +20,7 @@ from layerscope.patchscopes import (
     patchscope,
     placeholder_position,
 )
+from layerscope.patchscopes.core import layer_pairs
 from layerscope.patchscopes.evaluate import (
     attribute_probe,
     clean_description,
@@ -195,6 +196,26 @@ def test_batched_equals_one_variant_per_chunk_and_single_runs():
         single = patchscope(model, "the king of italy is old", "italy", TARGET, l, s, max_new_tokens=3).iloc[0]
         row = batched[(batched.source == 1) & (batched.source_layer == l) & (batched.target_layer == s)].iloc[0]
         assert (row.text, row.top_token_id) == (single.text, single.top_token_id)
+
+
+def test_explicit_layer_pairs_equal_the_same_rows_of_the_full_grid():
+    model = tiny("llama")
+    full = patchscope(model, SOURCE, "france", TARGET, "all", "all", max_new_tokens=2)
+    wanted = [(3, 0), (1, 2), (-1, -2)]
+    for spec in (wanted, {3: 0, 1: 2, -1: -2}, "3->0, 1->2, -1->-2"):
+        table = patchscope(model, SOURCE, "france", TARGET, target_layers=spec, max_new_tokens=2)
+        assert sorted(zip(table.source_layer, table.target_layer, strict=True)) == [(1, 2), (3, 0), (3, 2)]
+        for row in table.itertuples():
+            same = full[(full.source_layer == row.source_layer) & (full.target_layer == row.target_layer)].iloc[0]
+            assert (row.text, row.top_token_id) == (same.text, same.top_token_id)
+            assert row.prob == pytest.approx(same.prob, abs=1e-5)
+    with pytest.raises(LayerscopeError, match="cannot read the layer pair"):
+        patchscope(model, SOURCE, "france", TARGET, target_layers="3->x")
+    with pytest.raises(LayerscopeError, match="layer 9 does not exist"):
+        patchscope(model, SOURCE, "france", TARGET, target_layers={9: 0})
+    with pytest.raises(LayerscopeError, match="not among the source layers"):
+        layer_pairs("0,1", "3->0", 4, 4)
+    assert_clean(model)
 
 
 def test_positions_lists_and_target_position():
@@ -457,6 +478,11 @@ def test_cli_cross_model_patchscope(capsys, model_dir, tmp_path):
     )
     rows = json.loads(out)
     assert code == 0 and [(r["source_layer"], r["target_layer"]) for r in rows] == [(1, 0), (1, 2)]
+    assert "fitting 2 affine maps" in err
+    code, out, err = run_cli(
+        capsys, *argv, "--target-layers", "1->0,3->2", "--map-texts", "60", "--max-new-tokens", "0", "--json"
+    )
+    assert code == 0 and [(r["source_layer"], r["target_layer"]) for r in json.loads(out)] == [(1, 0), (3, 2)]
     assert "fitting 2 affine maps" in err
     code, _, err = run_cli(capsys, *argv)
     assert code == 2 and "--target-layers explicitly" in err

@@ -268,10 +268,12 @@ def activation_patching(
     with torch.no_grad():
         src = model.run(source, capture=(site, layer_list), logits="last")
         values = {l: src.get(site, l)[0] for l in layer_list}  # [T, D] each
+        clean_value = _metric(src.last_logits[0], answer_id, wrong_id)
+        del src  # its logits are a vocabulary-sized row the sweep does not need to hold
         starts = sorted({t.start for t in tiles} | {start_layer_of(site, l, n_layers) for l in layer_list} - {0})
         base = clean_run(model, target, starts, keep_cache=any(t.prefix for t in tiles))
-    clean_value = _metric(src.last_logits[0], answer_id, wrong_id)
-    corrupt_value = _metric(base.last_logits[0], answer_id, wrong_id)
+        corrupt_value = _metric(base.last_logits[0], answer_id, wrong_id)
+        base.logits = None
 
     # Only two logits are needed: skip the unembedding of the whole vocabulary (for a small model it
     # is several blocks' worth of arithmetic and most of a row's memory) and read the two tokens

@@ -312,7 +312,9 @@ def register(command) -> None:
         "  layerscope patchscope --source 'I visited Spain last year.' --position Spain \\\n"
         "      --target 'The official currency of x is the' --source-layers 4,8,12 --target-layers 4,8,12\n"
         "  layerscope patchscope --source 'The Eiffel Tower' --target-model gemma3-270m --source-layers 10 \\\n"
-        "      --target-layers 6 --target describe      # cross-model: an affine map fitted on shared text",
+        "      --target-layers 6 --target describe      # cross-model: an affine map fitted on shared text\n"
+        "  layerscope patchscope --source 'The Eiffel Tower' --target-model gemma3-270m \\\n"
+        "      --target-layers '6->3,12->6,18->9' --target describe   # only these (l, l*) pairs",
     )
     p.add_argument("--source", required=True, help="the source prompt S")
     p.add_argument("--position", default="last", help="source position i: an int, a substring, or 'last' (default)")
@@ -320,7 +322,10 @@ def register(command) -> None:
     p.add_argument("--target-position", help="target position i* (default: the placeholder x, else the last token)")
     p.add_argument("--source-layers", default="all", help="l: 'all' (default), an int, 'a,b,c', 'a:b' or 'a:b:step'")
     p.add_argument(
-        "--target-layers", default="same", help="l*: 'same' (l* = l, default), 'all', or a layer list / range"
+        "--target-layers",
+        default="same",
+        help="l*: 'same' (l* = l, default), 'all', a layer list / range (every (l, l*) combination), or "
+        "explicit pairs source->target, e.g. '6->3,12->6' (the pairs pick the source layers)",
     )
     p.add_argument("--max-new-tokens", type=int, default=20, help="tokens to generate (default: 20; 0: next token)")
     p.add_argument("--target-model", help="another model M* (e.g. gemma3-270m): fits an affine map per (l, l*)")

@@ -70,6 +70,8 @@ def row_bytes(
     head_dim = int(getattr(config, "head_dim", None) or d // max(heads, 1))
     kv = 2 * model.n_layers * heads_kv * head_dim  # K and V of every layer, per position
     per_row += 2 * (cached_layers or model.n_layers) * heads_kv * head_dim * cached_positions
+    if cached_positions:  # attending over the cache: its K and V repeated to every head, and the scores
+        per_row += (2 * heads * head_dim + heads * seq_len) * cached_positions
     if keep_cache:
         per_row += kv * seq_len
     return int(per_row * element)

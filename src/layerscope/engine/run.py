@@ -66,7 +66,7 @@ def run(
     capture: CaptureSpec | None = None,
     capture_positions: PositionSpec | None = None,
     start_layer: int | Sequence[int] = 0,
-    start_states: torch.Tensor | None = None,
+    start_states: torch.Tensor | dict[int, torch.Tensor] | None = None,
     loop: Loop | tuple[int, int, int] | None = None,
     logits: str | None = "all",
     prefix: RunResult | None = None,
@@ -173,12 +173,13 @@ def _run_staggered(
     if any(l < low for ls in capture_spec.values() for l in ls):
         raise SiteError(f"layers below the lowest start layer ({low}) are not computed and cannot be captured")
     capture_index = None if capture_positions is None else _capture_index(batch, capture_positions, offset)
-    if start_states is not None:
-        expected = (batch.length - offset, model.d_model)
-        if start_states.dim() != 3 or tuple(start_states.shape[1:]) != expected:
+    expected = (batch.length - offset, model.d_model)
+    given = start_states.values() if isinstance(start_states, dict) else [start_states]
+    for states in given:
+        if states is not None and (states.dim() != 3 or tuple(states.shape[1:]) != expected):
             raise InterventionError(
-                f"start_states has shape {tuple(start_states.shape)}, expected [rows starting above 0, "
-                f"{expected[0]}, {expected[1]}]"
+                f"start_states has shape {tuple(states.shape)}, expected [rows starting above 0 (or 1 per "
+                f"start layer), {expected[0]}, {expected[1]}]"
             )
 
     single = batch.select([0])

@@ -28,8 +28,10 @@ class Stagger:
 
     Args:
         starts: per-row start layer, non-decreasing (row r joins at block ``starts[r]``).
-        states: ``[n, T, D]`` ``resid_pre`` states of the rows whose start is above 0, in row
-            order (rows starting at 0 take the model's embedding output).
+        states: ``resid_pre`` states of the rows whose start is above 0: ``[n, T, D]`` one per
+            such row in row order, or ``{layer: [1, T, D]}`` when every row that starts at a
+            layer starts from the same state (a sweep: no per-row copy is made). Rows starting
+            at 0 take the model's embedding output.
         n_layers: blocks in the model.
         cache: the reused KV prefix (batch 1) or None.
     Attributes:
@@ -42,7 +44,11 @@ class Stagger:
             raise InterventionError("per-row start layers must be sorted (rows join the batch in layer order)")
         self.lifted = sum(s > 0 for s in self.starts)
         self.zero_rows = len(self.starts) - self.lifted
-        if self.lifted and (states is None or states.shape[0] != self.lifted):
+        if isinstance(states, dict):
+            missing = sorted({s for s in self.starts if s > 0} - set(states))
+            if missing:
+                raise InterventionError(f"start_states has no state for start layer(s) {missing}")
+        elif self.lifted and (states is None or states.shape[0] != self.lifted):
             got = "none" if states is None else f"{states.shape[0]} rows"
             raise InterventionError(
                 f"start_states must hold one resid_pre row per row that starts above layer 0 ({self.lifted}), got {got}"
@@ -74,6 +80,8 @@ class Stagger:
         if now > before:
             if layer == 0:
                 parts.append(hidden.expand(now, -1, -1))
+            elif isinstance(self.states, dict):
+                parts.append(self.states[layer].expand(now - before, -1, -1))
             else:
                 parts.append(self.states[before - self.zero_rows : now - self.zero_rows])
         hidden = torch.cat(parts) if len(parts) > 1 else parts[0]

@@ -167,10 +167,7 @@ def _staggered(model, batch, layers, variants_of, clean, per_row, batch_budget, 
     for part in chunks(len(rows), rows_per_chunk(batch_budget, per_row, len(rows)), progress=False):
         chosen = rows[part]
         starts = [k for k, _ in chosen]
-        lifted = [k for k in starts if k > 0]
-        states = None
-        if lifted:
-            states = torch.cat([clean.get("resid_pre", k)[:, prefix_length:] for k in lifted])
+        states = {k: clean.get("resid_pre", k)[:, prefix_length:] for k in set(starts) if k > 0}
         variants = [variants_of[k][v] for k, v in chosen]
         result = run(model, batch, variants=variants, start_layer=starts, start_states=states, **run_kwargs)
         bar.update(len(chosen))

@@ -104,7 +104,11 @@ class Model:
             capture: sites to keep: ``"resid_post"`` (all layers), ``("resid_pre", "3:7")``, or a list.
             capture_positions: keep only these positions (e.g. ``"last"``) to save memory.
             start_layer, start_states: run blocks ``l..L-1`` from given ``resid_pre[l]`` states
-                ``[B or 1, T, D]``; lower blocks are skipped.
+                ``[B or 1, T, D]``; lower blocks are skipped. ``start_layer`` may also be a list,
+                one start layer per row (sorted; variants of one unpadded prompt): each row joins
+                the batch at its own block (:mod:`layerscope.engine.stagger`), and ``start_states``
+                holds the rows that start above 0 (``[n, T, D]``) or one state per start layer
+                (``{layer: [1, T, D]}``).
             loop: ``(a, b, n)``: blocks ``a..b-1`` run n times; states are keyed by iteration.
             logits: ``"all"``, ``"last"`` (only the last position is unembedded: cheaper, but the
                 unembedding matmul then has another shape, so fp32 rounding differs by ~1e-6

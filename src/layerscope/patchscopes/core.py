@@ -95,8 +95,18 @@ def layer_pairs(
     n_source_layers: int,
     n_target_layers: int,
 ) -> list[tuple[int, int]]:
-    """(l, l*) pairs: ``target_layers="same"`` pairs each l with itself; otherwise every combination."""
+    """(l, l*) pairs: ``target_layers="same"`` pairs each l with itself; explicit pairs (see
+    :func:`explicit_pairs`) are taken as given; otherwise every combination."""
     sources = layers_of(source_layers, n_source_layers)
+    given = explicit_pairs(target_layers, n_source_layers, n_target_layers)
+    if given is not None:
+        missing = sorted({l for l, _ in given} - set(sources))
+        if missing:
+            raise LayerscopeError(
+                f"the pairs use source layer(s) {missing}, which are not among the source layers {sources}: "
+                "leave the source layers at 'all' (the pairs pick them)"
+            )
+        return given
     if isinstance(target_layers, str) and target_layers.strip() == "same":
         if n_source_layers != n_target_layers:
             raise LayerscopeError(
@@ -106,6 +116,38 @@ def layer_pairs(
         return [(l, l) for l in sources]
     targets = layers_of(target_layers, n_target_layers)
     return list(itertools.product(sources, targets))
+
+
+def explicit_pairs(target_layers, n_source_layers: int, n_target_layers: int) -> list[tuple[int, int]] | None:
+    """``{l: l*}``, ``[(l, l*), ...]`` or ``"l->l*,..."`` -> the listed (l, l*) pairs; None for a layer spec.
+
+    Negative layers count from the end of their model.
+    """
+    if isinstance(target_layers, str):
+        if "->" not in target_layers:
+            return None
+        raw = []
+        for part in target_layers.split(","):
+            left, arrow, right = part.partition("->")
+            try:
+                raw.append((int(left), int(right)))
+            except ValueError:
+                raise LayerscopeError(
+                    f"cannot read the layer pair {part.strip()!r}: write source->target, e.g. '6->3,12->6'"
+                ) from None
+    elif isinstance(target_layers, dict):
+        raw = list(target_layers.items())
+    elif (
+        isinstance(target_layers, list | tuple)
+        and target_layers
+        and all(isinstance(p, tuple | list) and len(p) == 2 for p in target_layers)
+    ):
+        raw = [tuple(p) for p in target_layers]
+    else:
+        return None
+    if not raw:
+        raise LayerscopeError("no (source layer, target layer) pairs given")
+    return [(layers_of(int(l), n_source_layers)[0], layers_of(int(t), n_target_layers)[0]) for l, t in raw]
 
 
 def _mapping_for(mapping: MappingSpec | None, pair: tuple[int, int]) -> Callable | None:
@@ -340,7 +382,9 @@ def patchscope(
         position: source position(s) i for plain prompt strings: int, substring, list, "last", "all".
         target: target prompt T (default: the token-identity prompt).
         source_layers: l: an int, a list, "a:b", "all".
-        target_layers: l*: "same" (l* = l), "all", or a layer spec of the target model.
+        target_layers: l*: "same" (l* = l), "all", a layer spec of the target model (every (l, l*)
+            combination is run), or explicit pairs: ``{6: 3, 12: 6}``, ``[(6, 3), (12, 6)]`` or
+            ``"6->3,12->6"`` (then the pairs pick the source layers).
         target_position: i* (default: the placeholder word ``x`` if T has one, else T's last token).
         target_model: M* (default: ``model``); a different model needs ``mapping`` when sizes differ.
         mapping: f: a callable ``[N, D_M] -> [N, D_M*]`` or ``{(l, l*): callable}``.
@@ -359,7 +403,8 @@ def patchscope(
     target_model = model if target_model is None else target_model
     target = IDENTITY_PROMPT if target is None else target
     sources = _as_sources(source, position)
-    layers = layers_of(source_layers, model.n_layers)
+    pairs = explicit_pairs(target_layers, model.n_layers, target_model.n_layers)
+    layers = sorted({l for l, _ in pairs}) if pairs else layers_of(source_layers, model.n_layers)
     states, items = capture_sources(model, sources, layers, batch_budget=batch_budget)
     table = decode_states(
         target_model,
