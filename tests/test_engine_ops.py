@@ -271,6 +271,7 @@ POSITION_CASES = [
     (WORDS, ls.Substring("cat"), [_last_run(W, ["cat"])]),
     (UNK, ls.Substring("all"), [_last_run(UNK.split(), ["all"])]),
     (UNK, "all", list(range(7))),
+    (WORDS, [0, "the cat", -1], [0, _last_run(W, ["the", "cat"]), 9]),  # ints and substrings mixed
 ]
 
 

@@ -27,7 +27,7 @@ class Substring:
     text: str
 
 
-PositionSpec = int | slice | range | Sequence[int] | str | Substring
+PositionSpec = int | slice | range | Sequence[int | str | Substring] | str | Substring
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,8 @@ def resolve(spec: PositionSpec, prompt: PromptTokens) -> list[int]:
     if isinstance(spec, slice):
         return list(range(n))[spec]
     if isinstance(spec, range | Sequence):
+        if any(isinstance(p, str | Substring) for p in spec):  # e.g. [0, "France"]: each part in turn
+            return [i for part in spec for i in resolve(part, prompt)]
         return [_check_int(int(p), prompt) for p in spec]
     raise SiteError(
         f"unsupported position {spec!r}: use an int, a slice, a list of ints, "

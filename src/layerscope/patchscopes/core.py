@@ -69,19 +69,12 @@ def placeholder_position(prompt: PromptTokens, placeholder: str = PLACEHOLDER) -
     return candidates[-1] if candidates else None
 
 
-def resolve_positions(spec: PositionSpec, prompt: PromptTokens) -> list[int]:
-    """The engine's position resolution, plus lists that mix ints and substrings (``[0, "France"]``)."""
-    if isinstance(spec, list | tuple) and any(isinstance(p, str) for p in spec):
-        return [i for part in spec for i in resolve(part, prompt)]
-    return resolve(spec, prompt)
-
-
 def target_positions(prompt: PromptTokens, spec: PositionSpec | None, placeholder: str = PLACEHOLDER) -> list[int]:
     """Resolve the target position(s) i*: ``spec``, or by default the placeholder word, else the last token."""
     if spec is None:
         found = placeholder_position(prompt, placeholder)
         return [len(prompt) - 1 if found is None else found]
-    return resolve_positions(spec, prompt)
+    return resolve(spec, prompt)
 
 
 def layers_of(spec: LayerSpec, n_layers: int) -> list[int]:
@@ -189,7 +182,7 @@ def capture_sources(
         stacked = out.stack("resid_post", layers)  # [S, B, T, D]
         for b, source in enumerate(chunk):
             prompt = out.batch.prompts[b]
-            for pos in resolve_positions(source.position, prompt):
+            for pos in resolve(source.position, prompt):
                 columns.append(stacked[:, b, out.batch.pad[b] + pos])
                 items.append({"source": start + b, "source_position": pos, "source_token": prompt.tokens[pos]})
     return torch.stack(columns, dim=1), pd.DataFrame(items)
