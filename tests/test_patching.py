@@ -215,6 +215,12 @@ def test_cli_json_rows_heatmap_and_errors(capsys, tmp_path, monkeypatch):
         assert row["value"] == pytest.approx(expected.value, abs=1e-5)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    assert f"{model.n_layers} of {len(rows)} cells were no-op patches" in err  # the shared first token
+    code, out, err = run_cli(capsys, *args, "--json", "--run-shared-prefix")
+    assert "0 of" in err
+    for row, again in zip(rows, json.loads(out), strict=True):
+        assert again["value"] == pytest.approx(row["value"], abs=1e-5)
+
     code, out, err = run_cli(capsys, *args, "--site", "mlp_out", "--layers", "1:3")
     assert code == 0, err
     assert [line.split()[0] for line in out.splitlines()[2:]] == ["2", "1"]  # readable: a header, then layers

@@ -28,11 +28,13 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         grouping=args.grouping,
         batch_budget=args.batch_budget,
         progress=not args.json,
+        skip_shared_prefix=not args.run_shared_prefix,
     )
     attrs = table.attrs
     status(
         f"logit({args.answer!r}) - logit({args.wrong!r}): clean {attrs['clean_value']:.3f}, "
-        f"corrupt {attrs['corrupt_value']:.3f}"
+        f"corrupt {attrs['corrupt_value']:.3f}; {attrs['skipped']} of {len(table)} cells were no-op patches "
+        "in the shared prefix"
     )
     if args.out:
         title = f"Patching {args.site}: clean -> corrupt, logit({args.answer!r}) - logit({args.wrong!r})"
@@ -52,8 +54,9 @@ def register(command) -> None:
         "Activation-patching sweep. For every layer l and position p, the clean prompt's state at SITE[l],\n"
         "position p, is written into the corrupt prompt's run; the value is logit(ANSWER) - logit(WRONG) at the\n"
         "last position. Both prompts must have the same number of tokens; ANSWER and WRONG must be one token\n"
-        "each (mind the leading space). Variants are batched, start at their layer and reuse the unchanged\n"
-        "prefix, chunked to --batch-budget.\n\n"
+        "each (mind the leading space). Each cell computes only what its patch can change: it starts at its\n"
+        "layer (one staggered batch), reuses the corrupt run's KV cache before its position, and cells in the\n"
+        "prompts' common first tokens take the corrupt value without a forward pass; chunked to --batch-budget.\n\n"
         'example:  layerscope sweep --clean "The Eiffel Tower is located in the city of" \\\n'
         '              --corrupt "The Colosseum is located in the city of" --answer " Paris" --wrong " Rome" \\\n'
         "              --out patching.png",
@@ -74,7 +77,14 @@ def register(command) -> None:
         "--grouping",
         default="auto",
         choices=GROUPINGS,
-        help="how cells are batched (auto: cheapest tiling; results do not depend on it)",
+        help="how positions share a KV prefix (auto: cheapest split; position: one prefix per position; "
+        "layer: no prefix reuse; none: no reuse at all). Results do not depend on it",
+    )
+    p.add_argument(
+        "--run-shared-prefix",
+        action="store_true",
+        help="also run the cells in the prompts' common first tokens (they are no-op patches; by default they "
+        "take the corrupt run's value without a forward pass)",
     )
 
 
