@@ -70,6 +70,7 @@ def sweep_layers(
     layer_variants: Mapping[int, Sequence[Sequence[Intervention]]],
     *,
     clean: RunResult | None = None,
+    prefix: RunResult | None = None,
     prefix_length: int = 0,
     logits: str | None = "last",
     capture=None,
@@ -89,6 +90,8 @@ def sweep_layers(
             (made here when not given; see :func:`clean_run`).
         prefix_length: the first N tokens are unchanged in every variant (no intervention
             touches them): reuse the clean run's KV cache for them. Needs one unpadded prompt.
+        prefix: the run whose KV cache holds those N tokens (``keep_cache=True``; default: ``clean``),
+            e.g. a run of the first N tokens alone, whose cache needs no cutting back.
         logits, capture, capture_positions: as in :func:`layerscope.engine.run.run`.
         batch_budget: memory budget per chunk (e.g. ``"512MB"``); None = one chunk per layer
             (one chunk in all when staggered).
@@ -106,10 +109,11 @@ def sweep_layers(
     if prefix_length and batch.size != 1:
         raise InterventionError("prefix_length reuse needs exactly one prompt (variants of one prompt)")
     starts = [k for k in layers if k > 0]
-    if clean is None:
-        clean = clean_run(model, batch, starts, keep_cache=bool(prefix_length))
-    elif prefix_length and clean.past_key_values is None:
-        raise InterventionError("prefix_length needs a clean run with keep_cache=True")
+    if clean is None and (starts or (prefix_length and prefix is None)):
+        clean = clean_run(model, batch, starts, keep_cache=bool(prefix_length) and prefix is None)
+    prefix = prefix if prefix is not None else clean
+    if prefix_length and prefix.past_key_values is None:
+        raise InterventionError("prefix_length needs a clean run (or prefix=) with keep_cache=True")
 
     total_rows = sum(batch.size * len(variants_of[k]) for k in layers)
     stagger = stagger and batch.size == 1 and not any(batch.pad)
@@ -128,7 +132,7 @@ def sweep_layers(
         "logits": logits,
         "capture": capture,
         "capture_positions": capture_positions,
-        "prefix": clean if prefix_length else None,
+        "prefix": prefix if prefix_length else None,
         "prefix_length": prefix_length,
     }
     try:

@@ -37,6 +37,7 @@ from layerscope.engine.batch import from_ids
 from layerscope.engine.chunking import DEFAULT_BUDGET, row_bytes, rows_per_chunk
 from layerscope.engine.interventions import LayerSpec, patch, resolve_layers
 from layerscope.engine.positions import PositionSpec, PromptTokens, resolve
+from layerscope.engine.sweep import sweep_layers
 from layerscope.errors import LayerscopeError
 
 PLACEHOLDER = "x"
@@ -252,85 +253,64 @@ def decode_states(
                     meta = {"item": n, "source_layer": l, "target_layer": l_star, "target_position": p}
                     groups.setdefault(l_star, []).append((meta, patch("resid_post", l_star, p, values[n])))
 
-    total = sum(len(g) for g in groups.values())
-    if max_new_tokens > 0:
-        size = rows_per_chunk(batch_budget, row_bytes(model, batch.length + max_new_tokens, keep_cache=True), total)
-    else:
-        # each row also carries its own copy of the shared prefix's KV cache
-        per_row = row_bytes(model, batch.length - min(positions)) + _kv_bytes(model, min(positions))
-        size = rows_per_chunk(batch_budget, per_row, total)
-    runner = _NextToken(model, target, batch, min(positions), sorted(groups)) if max_new_tokens == 0 else None
-    if runner is None:  # generation: one batch for every (l, l*, item, i*), chunked to the budget only
-        groups = {None: [v for group in groups.values() for v in group]}
-    n_chunks = sum(-(-len(g) // size) for g in groups.values())
-    bar = tqdm(total=n_chunks, desc="patchscope", disable=not progress or n_chunks <= 1, leave=False)
     rows = []
-    try:
-        for l_star, group in groups.items():
-            for start in range(0, len(group), size):
-                chunk = group[start : start + size]
-                variants = [[iv] for _, iv in chunk]
-                if runner is not None:
-                    logits, texts = runner(l_star, variants), [""] * len(chunk)
-                else:
-                    gen = model.generate(target, variants=variants, max_new_tokens=max_new_tokens, mode="prompt")
-                    logits, texts = gen.first_logits, gen.texts
-                probs = logits.float().softmax(-1)
-                top = probs.max(-1)
-                ids = top.indices.tolist()
-                tokens = [model.tokenizer.decode([i]) for i in ids]
-                for (meta, _), text, tid, tok, prob in zip(chunk, texts, ids, tokens, top.values.tolist(), strict=True):
-                    rows.append({**meta, "text": text, "top_token_id": tid, "top_token": tok, "prob": prob})
-                bar.update(1)
-    finally:
-        bar.close()
+
+    def emit(chunk_rows, logits: torch.Tensor, texts: list[str]) -> None:  # logits: [V', vocab]
+        top = logits.float().softmax(-1).max(-1)
+        ids = top.indices.tolist()
+        tokens = [model.tokenizer.decode([i]) for i in ids]
+        for (meta, _), text, tid, tok, prob in zip(chunk_rows, texts, ids, tokens, top.values.tolist(), strict=True):
+            rows.append({**meta, "text": text, "top_token_id": tid, "top_token": tok, "prob": prob})
+
+    if max_new_tokens == 0:
+        # next token only: one layer sweep (each l* group starts at block l*, the target's tokens
+        # before the first patched position come from a KV prefix computed once)
+        clean, prefix = _next_token_reuse(model, batch, min(positions), sorted(groups))
+        layer_variants = {l_star: [[iv] for _, iv in group] for l_star, group in groups.items()}
+        for chunk in sweep_layers(
+            model,
+            batch,
+            layer_variants,
+            clean=clean,
+            prefix=prefix,
+            prefix_length=min(positions),
+            batch_budget=batch_budget,
+            progress=progress,
+            desc="patchscope",
+        ):
+            group = groups[chunk.layer][chunk.variants]
+            emit(group, chunk.last_logits()[0], [""] * len(group))
+    else:  # generation: one batch for every (l, l*, item, i*), chunked to the budget only
+        flat = [v for group in groups.values() for v in group]
+        size = rows_per_chunk(batch_budget, row_bytes(model, batch.length + max_new_tokens, keep_cache=True), len(flat))
+        starts = range(0, len(flat), size)
+        for start in tqdm(starts, desc="patchscope", disable=not progress or len(starts) <= 1, leave=False):
+            chunk = flat[start : start + size]
+            gen = model.generate(
+                target, variants=[[iv] for _, iv in chunk], max_new_tokens=max_new_tokens, mode="prompt"
+            )
+            emit(chunk, gen.first_logits, gen.texts)
     table = pd.DataFrame(rows)
     return table.sort_values(["item", "source_layer", "target_layer", "target_position"], kind="stable").reset_index(
         drop=True
     )
 
 
-def _kv_bytes(model, positions: int) -> int:
-    """Bytes of the K and V of every layer for ``positions`` tokens of one row."""
-    config = model.hf.config.get_text_config() if hasattr(model.hf.config, "get_text_config") else model.hf.config
-    heads = int(getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None) or 1)
-    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
-    head_dim = int(getattr(config, "head_dim", None) or model.d_model // heads)
-    return 2 * model.n_layers * kv_heads * head_dim * positions * model.dtype.itemsize
-
-
-class _NextToken:
-    """Next-token logits of patched target variants, reusing what every variant shares.
-
-    The target tokens before the first patched position are computed once (a KV prefix); a group
-    of variants patched at ``resid_post[l*]`` starts at block l* from the clean target's
-    ``resid_pre[l*]`` (blocks below l* see no patch). Equal to a full forward up to float rounding.
-    """
-
-    def __init__(self, model, target: str, batch, first_position: int, target_layers: list[int]):
-        self.model, self.target = model, target
-        self.prefix_length = first_position
-        needed = [l for l in target_layers if l > 0]
-        self.clean = model.run(batch, capture=("resid_pre", needed), logits=None) if needed else None
-        self.prefix = None
-        if first_position > 0:
-            prompt = batch.prompts[0]
-            spans = None if prompt.spans is None else prompt.spans[:first_position]
-            prefix_batch = from_ids(
-                model.tokenizer, [batch.input_ids[0, :first_position].tolist()], [prompt.text], [spans], model.device
-            )
-            self.prefix = model.run(prefix_batch, keep_cache=True, logits=None)
-
-    def __call__(self, target_layer: int, variants) -> torch.Tensor:
-        kwargs = {}
-        if self.prefix is not None:
-            kwargs.update(prefix=self.prefix, prefix_length=self.prefix_length)
-        if target_layer > 0:
-            kwargs.update(
-                start_layer=target_layer,
-                start_states=self.clean.get("resid_pre", target_layer)[:, self.prefix_length :],
-            )
-        return self.model.run(self.target, variants=variants, logits="last", **kwargs).last_logits
+def _next_token_reuse(model, batch, first_position: int, target_layers: list[int]):
+    """What every next-token variant shares: the clean target's ``resid_pre`` at each l* (the start
+    states) and a KV cache of its tokens before ``first_position`` (a run of those tokens alone, so
+    that no cache has to be cut back: sliding-window layers cannot be)."""
+    needed = [l for l in target_layers if l > 0]
+    clean = model.run(batch, capture=("resid_pre", needed), logits=None) if needed else None
+    prefix = None
+    if first_position > 0:
+        prompt = batch.prompts[0]
+        spans = None if prompt.spans is None else prompt.spans[:first_position]
+        prefix_batch = from_ids(
+            model.tokenizer, [batch.input_ids[0, :first_position].tolist()], [prompt.text], [spans], model.device
+        )
+        prefix = model.run(prefix_batch, keep_cache=True, logits=None)
+    return clean, prefix
 
 
 def _as_sources(source, position: PositionSpec) -> list[Source]:
