@@ -206,16 +206,20 @@ def _sample(n_layers: int, n_pos: int, k: int | None, seed: int) -> list[tuple[i
     return [cells[i] for i in sorted(rng.choice(len(cells), size=k, replace=False))]
 
 
-def layerscope_settings(model, seq_len: int, short: bool) -> dict[str, dict]:
-    """Named ``activation_patching`` settings: the headline first, then the ablations."""
-    from memory import forward_budget
+def layerscope_settings(model, corrupt: str, short: bool, ablations: bool = True) -> dict[str, dict]:
+    """Named ``activation_patching`` settings: the headline first, then the ablations.
 
-    budget = forward_budget(model, seq_len)
-    settings = {
-        "layerscope": {"batch_budget": budget},
-        "layerscope, 256MB budget": {"batch_budget": "256MB"},
-        "layerscope, no shared-prefix skip": {"batch_budget": budget, "skip_shared_prefix": False},
-    }
+    The headline runs at the memory target as its budget (1.5x the measured peak of one forward with
+    every state captured, ``memory.target_budget``), so speed and memory are measured at one setting.
+    """
+    from memory import target_budget
+
+    budget = target_budget(model, corrupt)
+    settings = {"layerscope": {"batch_budget": budget}}
+    if not ablations:
+        return settings
+    settings["layerscope, 256MB budget"] = {"batch_budget": "256MB"}
+    settings["layerscope, no shared-prefix skip"] = {"batch_budget": budget, "skip_shared_prefix": False}
     if short:  # the grouping ablation ("none" on a long pair is ~4x the work)
         settings.update(
             {
@@ -232,6 +236,7 @@ def bench_patching(
     rounds: int = 3,
     peers: tuple[str, ...] = ("hf-hooks", "nnsight", "transformer-lens"),
     pairs: dict[str, tuple[str, str]] = PAIRS,
+    ablations: bool = True,
     log=print,
 ) -> list[dict]:
     """One row per (pair, peer or ablation) with the full-grid time ratio and the max abs diff."""
@@ -247,7 +252,7 @@ def bench_patching(
     for pair, (clean, corrupt) in pairs.items():
         n_pos = model.tokenize(corrupt).length
         n_cells = model.n_layers * n_pos
-        settings = layerscope_settings(model, n_pos, short=pair == next(iter(pairs)))
+        settings = layerscope_settings(model, corrupt, short=pair == next(iter(pairs)), ablations=ablations)
         times: dict[str, list[float]] = {name: [] for name in settings}
         diffs: dict[str, float] = {}
         for tool in tools:

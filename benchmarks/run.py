@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions (default: 3)")
     parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {BENCHMARKS}")
     parser.add_argument("--full-grid", action="store_true", help="peers run every patching cell (slow)")
+    parser.add_argument(
+        "--no-ablations", action="store_true", help="patching: time only the headline setting against the peers"
+    )
     parser.add_argument("--save", help="also write the rows and the environment as JSON here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(bench_capture(model, n_prompts=64, repeats=max(args.rounds, 5)))
     if "patching" in only:
         cells = {p: None for p in PAIRS} if args.full_grid else None
-        rows += bench_patching(model, peer_cells=cells, rounds=args.rounds, log=log)
+        rows += bench_patching(model, peer_cells=cells, rounds=args.rounds, ablations=not args.no_ablations, log=log)
     if "patchscope" in only:
         rows.append(bench_patchscope(model, rounds=args.rounds, log=log))
     if "memory" in only:
