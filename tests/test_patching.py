@@ -193,8 +193,17 @@ def test_many_patches_at_one_site_fuse_into_one_write():
 def test_row_bytes_counts_a_reused_prefix_cache():
     model = tiny("llama")
     config = model.hf.config
-    kv = 2 * model.n_layers * config.num_key_value_heads * (model.d_model // config.num_attention_heads)
-    assert row_bytes(model, 4, cached_positions=6) - row_bytes(model, 4) == kv * 6 * 4
+    heads, head_dim = config.num_attention_heads, model.d_model // config.num_attention_heads
+    kv_layer = 2 * config.num_key_value_heads * head_dim  # K and V of one layer, per position
+    # attending over 6 cached positions from 4 new ones: K and V repeated to every head, and 4 x 6 scores
+    attention = 2 * heads * head_dim * 6 + heads * 4 * 6
+    assert (
+        row_bytes(model, 4, cached_positions=6) - row_bytes(model, 4) == (kv_layer * model.n_layers * 6 + attention) * 4
+    )
+    # a staggered sweep widens one layer's cache at a time
+    assert (
+        row_bytes(model, 4, cached_positions=6, cached_layers=1) - row_bytes(model, 4) == (kv_layer * 6 + attention) * 4
+    )
 
 
 def test_cli_json_rows_heatmap_and_errors(capsys, tmp_path, monkeypatch):

@@ -102,13 +102,7 @@ def run(
     if start_layer and any(l < start_layer for ls in capture_spec.values() for l in ls):
         raise SiteError(f"layers below start_layer={start_layer} are not computed and cannot be captured")
 
-    inputs = batch.model_inputs()
-    if offset:
-        inputs = {k: v[:, offset:] if k != "attention_mask" else v for k, v in inputs.items()}
-        inputs["position_ids"] = torch.arange(offset, batch.length, device=batch.input_ids.device).expand(
-            batch.size, -1
-        )
-        inputs["past_key_values"] = _expand_cache(prefix.past_key_values, offset, batch.size)
+    inputs = _model_inputs(batch, prefix, offset)
     hf = model.hf
     if model.is_causal:
         inputs["use_cache"] = keep_cache and loop is None
@@ -182,14 +176,8 @@ def _run_staggered(
                 f"start layer), {expected[0]}, {expected[1]}]"
             )
 
-    single = batch.select([0])
-    inputs = single.model_inputs()
-    cache = None
-    if offset:
-        inputs = {k: v[:, offset:] if k != "attention_mask" else v for k, v in inputs.items()}
-        inputs["position_ids"] = torch.arange(offset, batch.length, device=batch.input_ids.device)[None]
-        cache = _expand_cache(prefix.past_key_values, offset, 1)
-        inputs["past_key_values"] = cache
+    inputs = _model_inputs(batch.select([0]), prefix, offset)  # the model itself runs on one row
+    cache = inputs.get("past_key_values")
     from layerscope.engine.stagger import Stagger
 
     stagger = Stagger(starts, start_states, n_layers, cache)
@@ -221,6 +209,18 @@ def _run_staggered(
         n_variants=n_variants,
         capture_positions=capture_positions,
     )
+
+
+def _model_inputs(batch: Batch, prefix: RunResult | None, offset: int) -> dict:
+    """The HF forward's inputs; with a reused prefix, only the tokens after it, their positions and a
+    private copy of the prefix's KV cache repeated over the batch."""
+    inputs = batch.model_inputs()
+    if offset:
+        inputs = {k: v[:, offset:] if k != "attention_mask" else v for k, v in inputs.items()}
+        positions = torch.arange(offset, batch.length, device=batch.input_ids.device)
+        inputs["position_ids"] = positions.expand(batch.size, -1)
+        inputs["past_key_values"] = _expand_cache(prefix.past_key_values, offset, batch.size)
+    return inputs
 
 
 def _check_loop(loop: Loop, n_layers: int) -> None:
