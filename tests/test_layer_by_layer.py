@@ -1,6 +1,7 @@
 """Layer by Layer per depth: depth indexing, metrics and probes vs independent HF computations, CLI."""
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -75,6 +76,21 @@ def test_depth_states_padding_across_batches():
         torch.testing.assert_close(states[:, i, -n:], ref, rtol=1e-4, atol=1e-5)
 
 
+def cosine_nt_xent(view_a: torch.Tensor, view_b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """SimCLR's loss by hand, per depth: ``[L, N, D]`` x 2 -> ``[L]``."""
+    losses = []
+    for a, b in zip(view_a.double(), view_b.double(), strict=True):
+        z = torch.nn.functional.normalize(torch.cat([a, b]), dim=-1)
+        n = len(a)
+        total = 0.0
+        for i in range(2 * n):
+            sims = [float(z[i] @ z[j]) / temperature for j in range(2 * n) if j != i]
+            positive = float(z[i] @ z[(i + n) % (2 * n)]) / temperature
+            total += -positive + math.log(sum(math.exp(s) for s in sims))
+        losses.append(total / (2 * n))
+    return torch.tensor(losses)
+
+
 @pytest.mark.parametrize("arch", ["llama", "bert"])
 def test_representation_metrics_match_independent_states(arch):
     model = tiny(arch)
@@ -98,6 +114,7 @@ def test_representation_metrics_match_independent_states(arch):
     expected["effective_rank"] = effective_rank(Z)
     view_a, view_b = (reference_pooled(model, v) for v in augment_views(TEXTS, 2, seed=0))
     expected["infonce"] = infonce(view_a, view_b)
+    expected["infonce_cosine"] = cosine_nt_xent(view_a, view_b)
     expected["dime"] = dime(view_a, view_b, seed=0)
     views = augment_views(TEXTS[:5], 3, seed=1)
     V = torch.stack([reference_pooled(model, v) for v in views], dim=2)  # [L + 1, N, K, D]

@@ -53,6 +53,7 @@ METRIC_NAMES = (
     "dataset_entropy",
     "curvature",
     "infonce",
+    "infonce_cosine",
     "lidar",
     "dime",
     "effective_rank",
@@ -296,7 +297,7 @@ def representation_metrics(
             if "effective_rank" in names:
                 values["effective_rank"] = effective_rank(Z)
 
-    if "infonce" in names or "dime" in names:
+    if {"infonce", "infonce_cosine", "dime"} & set(names):
         view_texts = augment_views(texts, 2, seed=seed)
         view_a, view_b = (
             pooled_states(model, v, pooling, batch_size, progress, batch_budget=batch_budget, drop_dims=drop_dims)
@@ -304,6 +305,8 @@ def representation_metrics(
         )
         if "infonce" in names:
             values["infonce"] = infonce(view_a, view_b)
+        if "infonce_cosine" in names:  # readable where state norms are huge (decoders): cosine similarity
+            values["infonce_cosine"] = infonce(view_a, view_b, normalize=True)
         if "dime" in names:
             values["dime"] = dime(view_a, view_b, seed=seed, alpha=alpha)
 

@@ -290,8 +290,10 @@ def register(command) -> None:
     p.add_argument(
         "--metrics",
         default="prompt-entropy,dataset-entropy,curvature,infonce,lidar,dime",
-        help="comma-separated: prompt-entropy, dataset-entropy, curvature, infonce, lidar, dime, effective-rank "
-        "(default: all but effective-rank)",
+        help="comma-separated: prompt-entropy, dataset-entropy, curvature, infonce, infonce-cosine, lidar, dime, "
+        "effective-rank (default: prompt-entropy, dataset-entropy, curvature, infonce, lidar, dime). infonce uses "
+        "dot products as the paper does (huge on decoders, whose states have huge norms); infonce-cosine is "
+        "SimCLR's cosine form",
     )
     p.add_argument(
         "--normalization",
