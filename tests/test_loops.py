@@ -289,6 +289,26 @@ def test_injection_equals_a_hand_written_hook_on_the_looped_block():
     assert_clean(model)
 
 
+def with_added(model, prompt: str, times: int, layer: int, iteration: int, vector: torch.Tensor) -> torch.Tensor:
+    """``[1, vocab]`` last-position logits of the rebuilt looped model with ``vector`` added to block
+    ``layer``'s output on its ``iteration``-th call (a raw forward hook on the repeated module)."""
+
+    def hooks(hf):
+        block = hf.get_submodule(model.adapter.blocks_path)[layer]
+        calls = [0]
+
+        def post(module, args, output):
+            calls[0] += 1
+            if calls[0] - 1 != iteration:
+                return None
+            return (output[0] + vector, *output[1:]) if isinstance(output, tuple) else output + vector
+
+        return [(block, "post", post)]
+
+    out, _ = looped_hidden(model, [prompt], times, hooks=hooks)
+    return out.logits[:, -1]
+
+
 def test_concept_injection_rows_and_the_zero_scale_invariant():
     model = tiny("llama")
     concepts = {"fire": ["the fire is red", "a big fire", "fire fire fire", "the red fire and the sun"]}
@@ -306,7 +326,19 @@ def test_concept_injection_rows_and_the_zero_scale_invariant():
     assert table["probe_detect"].between(0, 1).all() and table["p_yes"].between(0, 1).all()
     assert (table.groupby("loops")["p_yes_clean"].nunique() == 1).all()
     assert not np.allclose(table["p_yes"], table["p_yes_clean"])
+    # the random-direction control: one per (loops, injection iteration), shared by the extraction iterations
+    assert (table.groupby(["loops", "inject_iteration"])["p_yes_random"].nunique() == 1).all()
+    assert not np.allclose(table["p_yes_random"], table["p_yes_clean"])
+    row = table[(table.loops == 2) & (table.inject_iteration == 1)].iloc[0]
+    control = torch.randn(model.d_model, generator=torch.Generator().manual_seed(0))
+    detect = L.chat_prompt(model.tokenizer, L.INTROSPECTION_DETECT, "auto")
+    norm = L.reference_norm(model, [detect], BLOCK, 2, row.inject_layer, 1)
+    pushed = control / control.norm() * norm * 2.0
+    hand = with_added(model, detect, 2, row.inject_layer, 1, pushed)
+    yes = L.yes_no_scorer(model.tokenizer)(hand)
+    assert row.p_yes_random == pytest.approx(float(yes[0, 0] / yes[0].sum()), abs=1e-5)
     zero = L.concept_injection(model, "fire", BLOCK, [2], scale=0.0, **kwargs)
+    assert np.allclose(zero["p_yes_random"], zero["p_yes_clean"], atol=1e-6)
     assert np.allclose(zero["p_yes"], zero["p_yes_clean"], atol=1e-6)
     assert np.allclose(zero["p_word"], zero["p_word_clean"], atol=1e-6)
     assert (zero["probe_detect"] == zero["probe_baseline"]).all()

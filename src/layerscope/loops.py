@@ -611,6 +611,9 @@ INJECT_COLUMNS = [
     "p_word_clean",
     "named",
     "answer",
+    "probe_random",
+    "p_yes_random",
+    "p_word_random",
 ]
 
 
@@ -710,6 +713,7 @@ def concept_injection(
     neutral: list[str] | None = None,
     batch_budget: str | int | None = None,
     progress: bool = True,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Concept injection detected per (extraction iteration, injection iteration), for each loop count.
 
@@ -723,7 +727,10 @@ def concept_injection(
     - ``p_yes``: normalised P(Yes) of the introspection prompt :data:`INTROSPECTION_DETECT` under
       the injection (``p_yes_clean`` without it);
     - ``p_word``: probability that the answer to :data:`INTROSPECTION_NAME` starts with the concept
-      word; ``named``: whether the greedy answer contains it; ``answer``: that answer.
+      word; ``named``: whether the greedy answer contains it; ``answer``: that answer;
+    - ``probe_random``, ``p_yes_random``, ``p_word_random``: the same readings when a random
+      direction (Gaussian, ``seed``) of the same norm is injected at the same site: the control that
+      separates a concept-specific effect from any large push.
 
     Layers outside the block have only iteration 0, so with ``layer`` or ``inject_layer`` outside it
     the pairs collapse onto that iteration. Defaults: ``layer`` = the middle of the block,
@@ -787,10 +794,15 @@ def concept_injection(
             for j in inject_its
         }
 
+        control = torch.randn(model.d_model, generator=torch.Generator().manual_seed(seed))
+        control = control.to(device=model.device, dtype=directions[extract_its[0]].dtype)
         variants = {
-            kind: [[]] + [[injection(directions[i], inject_layer, j, scale, norms[(kind, j)])] for i, j in pairs]
+            kind: [[]]
+            + [[injection(directions[i], inject_layer, j, scale, norms[(kind, j)])] for i, j in pairs]
+            + [[injection(control, inject_layer, j, scale, norms[(kind, j)])] for j in inject_its]
             for kind in ("carriers", "detect", "name")
         }
+        random_of = {j: 1 + len(pairs) + k for k, j in enumerate(inject_its)}  # variant index of the control
 
         read_states = variant_states(
             model, carriers, variants["carriers"], (a, b, n), read_layer, read_it, batch_budget=batch_budget
@@ -820,6 +832,9 @@ def concept_injection(
                     "p_word_clean": p_word[0],
                     "named": concept.lower() in answer.lower(),
                     "answer": answer,
+                    "probe_random": read[random_of[j]],
+                    "p_yes_random": p_yes[random_of[j]],
+                    "p_word_random": p_word[random_of[j]],
                 }
             )
     return pd.DataFrame(rows, columns=INJECT_COLUMNS)

@@ -247,7 +247,9 @@ def register(command) -> None:
         "                layer (last iteration) flags as the concept (probe_baseline: without injection)\n"
         "  p_yes         P(Yes) / (P(Yes) + P(No)) for 'Do you detect an injected thought?'\n"
         "  p_word        probability that the answer to 'What is the injected thought about?' starts\n"
-        "                with the concept word; named: the greedy answer contains it\n\n"
+        "                with the concept word; named: the greedy answer contains it\n"
+        "  *_random      the same readings with a random direction of the same norm injected instead\n"
+        "                (the control: a push that is not the concept)\n\n"
         "example:  layerscope loop inject --concept fire --block 10:20 --loops 1..4 --scale 1 --out inject.png",
     )
     i.add_argument("--concept", required=True, help="a shipped concept (ocean, fire, music, ...), a list, or all")
