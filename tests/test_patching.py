@@ -283,10 +283,8 @@ def test_a_run_without_logits_skips_the_unembedding(arch):
     last = model.n_layers - 1
     torch.testing.assert_close(bare.get("resid_post", last), full.get("resid_post", last), atol=0, rtol=0)
     # and the two-token readout of the patching sweep equals the model's own logits
-    from layerscope.patching import _pair_readout
-
     a, w = (model.tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in ("paris", "rome"))
-    pair = _pair_readout(model, a, w)(bare.get("resid_post", last)[:, -1])
+    pair = model.adapter.unembed_states(bare.get("resid_post", last)[:, -1], tokens=[a, w])
     torch.testing.assert_close(pair[0], full.last_logits[0, [a, w]], atol=1e-5, rtol=1e-5)
 
 

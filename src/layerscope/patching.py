@@ -278,12 +278,8 @@ def activation_patching(
     # Only two logits are needed: skip the unembedding of the whole vocabulary (for a small model it
     # is several blocks' worth of arithmetic and most of a row's memory) and read the two tokens
     # from the last state instead.
-    readout = _pair_readout(model, answer_id, wrong_id)
-    sweep_output = (
-        {"logits": None, "capture": ("resid_post", n_layers - 1), "capture_positions": "last"}
-        if readout is not None
-        else {"logits": "last"}
-    )
+    last = n_layers - 1
+    sweep_output = {"logits": None, "capture": ("resid_post", last), "capture_positions": "last"}
     # the clean state at a shared-prefix position is the corrupt one: the patch is a no-op
     results = {(l, p): corrupt_value for l in layer_list for p in position_list if p < shared}
     from tqdm.auto import tqdm
@@ -311,12 +307,9 @@ def activation_patching(
                 progress=False,
                 **sweep_output,
             ):
-                if readout is not None:  # [V', 2] logits of the two tokens from the last state
-                    logits = readout(chunk.result.get("resid_post", n_layers - 1)[:, -1])
-                    diff = (logits[:, 0] - logits[:, 1]).float().cpu().tolist()
-                else:
-                    logits = chunk.last_logits()[0]  # [V', vocab]
-                    diff = (logits[:, answer_id] - logits[:, wrong_id]).float().cpu().tolist()
+                final = chunk.result.get("resid_post", last)[:, -1]  # [V', D]
+                logits = model.adapter.unembed_states(final, tokens=[answer_id, wrong_id])  # [V', 2]
+                diff = (logits[:, 0] - logits[:, 1]).float().cpu().tolist()
                 for cell, value in zip(cells[chunk.layer][chunk.variants], diff, strict=True):
                     results[cell] = value
                 bar.update(len(diff))
@@ -347,28 +340,6 @@ def _shared_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
     """How many leading tokens two ``[T]`` id sequences have in common."""
     differ = (a != b).nonzero()
     return int(differ[0]) if len(differ) else len(a)
-
-
-def _pair_readout(model, answer_id: int, wrong_id: int):
-    """``h [N, D]`` (``resid_post[L-1]``) -> ``[N, 2]`` logits of the two tokens, as the model computes
-    them (final norm, the two rows of the unembedding, its bias, soft-capping); None when the
-    unembedding is not a plain linear layer (then the sweep asks the model for its logits)."""
-    adapter = model.adapter
-    unembed = adapter.unembed
-    if not isinstance(unembed, torch.nn.Linear):
-        return None
-    weight = unembed.weight[[answer_id, wrong_id]]  # [2, D]
-    bias = None if unembed.bias is None else unembed.bias[[answer_id, wrong_id]]
-
-    @torch.no_grad()
-    def readout(h: torch.Tensor) -> torch.Tensor:
-        normed = adapter.final_norm(h) if adapter.final_norm is not None else h
-        logits = torch.nn.functional.linear(normed, weight, bias)
-        if adapter.logit_softcap:
-            logits = torch.tanh(logits / adapter.logit_softcap) * adapter.logit_softcap
-        return logits
-
-    return readout
 
 
 def _metric(logits: torch.Tensor, answer_id: int, wrong_id: int) -> float:

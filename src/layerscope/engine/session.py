@@ -150,10 +150,13 @@ class HookSession:
         if self.loop is not None and self.loop.contains(layer) and iteration == 0:
             self._replays[layer] = call
         if self.stagger is not None:
-            return self._staggered_block(layer, hidden, call, out_holder)
-        if layer < self.start_layer:
+            running = self.stagger.enter(layer, hidden)
+            if running is None:
+                return hidden  # no row has started yet
+            hidden = running
+        elif layer < self.start_layer:
             return hidden  # skipped: block `start_layer` replaces this with the given states
-        if layer == self.start_layer and iteration == 0 and self.start_states is not None:
+        elif layer == self.start_layer and iteration == 0 and self.start_states is not None:
             hidden = self.start_states
         self._current = (layer, iteration)
         hidden = self._site("resid_pre", layer, iteration, hidden)
@@ -161,24 +164,14 @@ class HookSession:
         out_holder.append(out)
         hidden = out[0] if isinstance(out, tuple) else out
         hidden = self._site("resid_post", layer, iteration, hidden)
+        if self.stagger is not None:  # never looped (refused by run)
+            return self.stagger.leave(layer, hidden)
         loop = self.loop
         if loop is not None and layer == loop.stop - 1 and iteration == 0:
             for _ in range(1, loop.times):
                 for inner in range(loop.start, loop.stop):
                     hidden = self._block(inner, hidden, self._replays[inner], [])
         return hidden
-
-    def _staggered_block(self, layer: int, hidden: torch.Tensor, call: Callable, out_holder: list) -> torch.Tensor:
-        running = self.stagger.enter(layer, hidden)
-        if running is None:
-            return hidden  # no row has started yet
-        self._current = (layer, 0)
-        running = self._site("resid_pre", layer, 0, running)
-        out = call(running)
-        out_holder.append(out)
-        running = out[0] if isinstance(out, tuple) else out
-        running = self._site("resid_post", layer, 0, running)
-        return self.stagger.leave(layer, running)
 
     def _pack(self, original_out, hidden: torch.Tensor):
         if isinstance(original_out, tuple):

@@ -59,10 +59,6 @@ class Stagger:
         self._narrow: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.final: torch.Tensor | None = None
 
-    @property
-    def first(self) -> int:
-        return self.starts[0]
-
     def active(self, layer: int) -> int:
         """Rows in the batch at block ``layer``."""
         return bisect_right(self.starts, layer)

@@ -10,6 +10,7 @@ of common names is the fallback, and when nothing fits the error says what was l
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -92,18 +93,27 @@ class Adapter:
         softcap = getattr(config, "final_logit_softcapping", None)
         return cls(blocks, blocks_path, final_norm, embed, unembed, attn, mlp, False, softcap)
 
-    def unembed_states(self, states: torch.Tensor) -> torch.Tensor:
+    def unembed_states(self, states: torch.Tensor, tokens: Sequence[int] | None = None) -> torch.Tensor:
         """Logit lens: final norm then unembedding (and soft-capping where the model has it).
 
         Args:
             states: ``[..., D]`` residual-stream states (``resid_post`` of any layer).
+            tokens: only these token ids' logits (a plain linear unembedding then multiplies by
+                their rows alone: much cheaper than the whole vocabulary).
         Returns:
-            ``[..., V]`` logits; for ``resid_post[L-1]`` these are the model's own logits.
+            ``[..., V]`` logits (``[..., len(tokens)]`` with ``tokens``); for ``resid_post[L-1]``
+            these are the model's own logits.
         """
         if self.unembed is None:
             raise AdapterError("this model has no unembedding (an encoder): the logit lens needs a decoder")
         h = self.final_norm(states) if self.final_norm is not None else states
-        logits = self.unembed(h)
+        if tokens is None:
+            logits = self.unembed(h)
+        elif isinstance(self.unembed, nn.Linear):
+            bias = None if self.unembed.bias is None else self.unembed.bias[list(tokens)]
+            logits = nn.functional.linear(h, self.unembed.weight[list(tokens)], bias)
+        else:
+            logits = self.unembed(h)[..., list(tokens)]
         if self.logit_softcap:
             logits = torch.tanh(logits / self.logit_softcap) * self.logit_softcap
         return logits
