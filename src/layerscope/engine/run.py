@@ -14,6 +14,7 @@ from layerscope.engine.plan import compile_plan
 from layerscope.engine.positions import PositionSpec
 from layerscope.engine.result import RunResult
 from layerscope.engine.session import HookSession, Loop
+from layerscope.engine.stagger import Stagger
 from layerscope.errors import InterventionError, SiteError
 
 CaptureSpec = str | tuple[str, object] | Sequence[str | tuple[str, object]]
@@ -178,8 +179,6 @@ def _run_staggered(
 
     inputs = _model_inputs(batch.select([0]), prefix, offset)  # the model itself runs on one row
     cache = inputs.get("past_key_values")
-    from layerscope.engine.stagger import Stagger
-
     stagger = Stagger(starts, start_states, n_layers, cache)
     hf = model.hf
     if model.is_causal:

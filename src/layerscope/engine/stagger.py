@@ -38,7 +38,9 @@ class Stagger:
         final: ``[B, T, D]`` output of the last block for every row (set by the forward).
     """
 
-    def __init__(self, starts: Sequence[int], states: torch.Tensor | None, n_layers: int, cache=None):
+    def __init__(
+        self, starts: Sequence[int], states: torch.Tensor | dict[int, torch.Tensor] | None, n_layers: int, cache=None
+    ):
         self.starts = list(starts)
         if any(b < a for a, b in zip(self.starts, self.starts[1:], strict=False)):
             raise InterventionError("per-row start layers must be sorted (rows join the batch in layer order)")
