@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from layerscope.engine.batch import Batch, tokenize
+from layerscope.engine.forward import call_model
 from layerscope.engine.interventions import Intervention
 from layerscope.engine.plan import Plan, compile_plan
 from layerscope.engine.positions import PromptTokens, is_relative_to_end
@@ -132,7 +133,16 @@ def generate(
             "these interventions change past positions at every step (or loop blocks): "
             "the KV cache would be wrong; leave use_cache unset"
         )
-    cached = not recompute if use_cache is None else use_cache
+    caps = model.caps
+    # the self-check says whether this model's cache reproduces a recompute (state-space caches that
+    # ignore a keyword, models that return none, a mask the model misreads on padded rows)
+    cache_exact = caps.cached_decoding and (caps.decode_mask or not any(batch.pad))
+    if use_cache is True and not cache_exact:
+        raise LayerscopeError(
+            f"{type(model.hf).__name__}: {caps.problems.get('cached_decoding', 'its cache needs unpadded rows')}; "
+            "leave use_cache unset (every step is then recomputed, exactly)"
+        )
+    cached = (not recompute and cache_exact) if use_cache is None else use_cache
     generator = torch.Generator(device=model.device)
     generator.manual_seed(seed)
     eos = model.tokenizer.eos_token_id
@@ -160,21 +170,21 @@ def generate(
                     )
                 inputs = {
                     "input_ids": current.input_ids[:, -1:],
-                    "attention_mask": current.attention_mask,
                     "position_ids": (
                         current.position_ids[:, -1:]
                         if current.position_ids is not None
                         else torch.full((current.size, 1), offset, device=model.device)
                     ),
-                    "past_key_values": past,
                 }
+                if caps.decode_mask:
+                    inputs["attention_mask"] = current.attention_mask
             offset = 0 if step == 0 or not cached else current.length - 1
             session = HookSession(model.adapter, plan, {}, current.attention_mask[:, offset:], loop=loop)
-            with session:
+            with model._lock, session:
                 session.reset()
-                out = model.hf(**inputs, use_cache=cached, logits_to_keep=1)
+                out = call_model(model, inputs, cache=past if step else None, keep_cache=cached, logits="last")
             logits = out.logits[:, -1]
-            past = out.past_key_values if cached else None
+            past = out.cache if cached else None
             if first_logits is None:
                 first_logits = logits
             next_ids = _sample(logits, do_sample, temperature, top_k, top_p, generator)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
-import inspect
 from collections.abc import Sequence
 
 import torch
 
 from layerscope.engine.batch import Batch, tokenize
+from layerscope.engine.fallback import run_by_length, run_by_start
+from layerscope.engine.forward import call_model
 from layerscope.engine.interventions import SITES, Intervention, resolve_layers
 from layerscope.engine.plan import compile_plan
 from layerscope.engine.positions import PositionSpec
@@ -51,13 +52,6 @@ def expand_variants(
     return expanded, ivs, n_variants
 
 
-def _accepts(module, name: str) -> bool:
-    try:
-        return name in inspect.signature(module.forward).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def run(
     model,
     prompts: str | Sequence[str] | Batch,
@@ -73,17 +67,43 @@ def run(
     prefix: RunResult | None = None,
     prefix_length: int = 0,
     keep_cache: bool = False,
+    _fallback: bool = True,
 ) -> RunResult:
-    """Run ``model`` once on a batch with interventions. See ``Model.run`` for the arguments."""
+    """Run ``model`` once on a batch with interventions. See ``Model.run`` for the arguments.
+
+    Where the self-check found that a shortcut does not hold for this model, the exact path is
+    taken instead (``_fallback=False`` turns that off: the self-check tests the shortcuts): per-row
+    start layers run one batch per start layer, and padded prompts run in groups of equal length.
+    """
     batch = prompts if isinstance(prompts, Batch) else tokenize(model.tokenizer, prompts, model.device)
     n_prompts = batch.size
     batch, ivs, n_variants = expand_variants(batch, interventions, variants)
     n_layers = model.n_layers
+    caps = model.caps
+    if prefix is not None and _fallback:
+        caps.require("prefix_reuse", type(model.hf).__name__)
     if not isinstance(start_layer, int):
+        if _fallback and not caps.staggered:
+            caps.require("start_layer", type(model.hf).__name__)
+            return run_by_start(
+                model, batch, ivs, n_variants, list(start_layer), start_states, capture, capture_positions, logits,
+                prefix, prefix_length,
+            )  # fmt: skip
         return _run_staggered(
             model, batch, ivs, n_prompts, n_variants, list(start_layer), start_states, loop, capture,
             capture_positions, logits, prefix, prefix_length, keep_cache,
         )  # fmt: skip
+    if _fallback and any(batch.pad) and caps.padding == "groups":
+        if keep_cache:
+            raise InterventionError(
+                f"{type(model.hf).__name__} cannot run padded prompts in one batch (see model.check_report()), "
+                "so it keeps no cache of a padded batch: run prompts of equal length"
+            )
+        return run_by_length(
+            model, batch, ivs, n_variants, start_layer, start_states, loop, capture, capture_positions, logits,
+        )  # fmt: skip
+    if start_layer and _fallback:
+        caps.require("start_layer", type(model.hf).__name__)
     if loop is not None and not isinstance(loop, Loop):
         loop = Loop(*loop)
     if loop is not None:
@@ -103,15 +123,7 @@ def run(
     if start_layer and any(l < start_layer for ls in capture_spec.values() for l in ls):
         raise SiteError(f"layers below start_layer={start_layer} are not computed and cannot be captured")
 
-    inputs = _model_inputs(batch, prefix, offset)
-    hf = model.hf
-    if model.is_causal:
-        inputs["use_cache"] = keep_cache and loop is None
-        if logits != "all" and _accepts(hf, "logits_to_keep"):
-            # logits=None: an empty index keeps no position, so the unembedding is skipped
-            inputs["logits_to_keep"] = (
-                1 if logits is not None else torch.empty(0, dtype=torch.long, device=model.device)
-            )
+    inputs, cache = _model_inputs(batch, prefix, offset)
     session = HookSession(
         model.adapter,
         plan,
@@ -122,17 +134,14 @@ def run(
         loop=loop,
         capture_index=capture_index,
     )
-    with session, torch.no_grad():
+    with model._lock, session:
         session.reset()
-        out = hf(**inputs)
-    out_logits = getattr(out, "logits", None) if logits is not None else None
-    if out_logits is not None and logits == "last":
-        out_logits = out_logits[:, -1:]
+        out = call_model(model, inputs, cache=cache, keep_cache=keep_cache and loop is None, logits=logits)
     return RunResult(
         batch=batch,
-        logits=out_logits,
+        logits=out.logits,
         cache=session.captured,
-        past_key_values=getattr(out, "past_key_values", None) if keep_cache else None,
+        past_key_values=out.cache if keep_cache else None,
         offset=offset,
         n_variants=n_variants,
         capture_positions=capture_positions,
@@ -177,14 +186,8 @@ def _run_staggered(
                 f"start layer), {expected[0]}, {expected[1]}]"
             )
 
-    inputs = _model_inputs(batch.select([0]), prefix, offset)  # the model itself runs on one row
-    cache = inputs.get("past_key_values")
+    inputs, cache = _model_inputs(batch.select([0]), prefix, offset)  # the model itself runs on one row
     stagger = Stagger(starts, start_states, n_layers, cache)
-    hf = model.hf
-    if model.is_causal:
-        inputs["use_cache"] = cache is not None
-        if _accepts(hf, "logits_to_keep"):  # the model's own head sees one row: ours reads every row
-            inputs["logits_to_keep"] = torch.empty(0, dtype=torch.long, device=model.device)
     session = HookSession(
         model.adapter,
         plan,
@@ -193,9 +196,10 @@ def _run_staggered(
         capture_index=capture_index,
         stagger=stagger,
     )
-    with session, torch.no_grad():
+    with model._lock, session, torch.no_grad():
         session.reset()
-        hf(**inputs)
+        # the model's own head sees one row (logits=None: skipped where it can be): ours reads every row
+        call_model(model, inputs, cache=cache, keep_cache=cache is not None, logits=None)
         out_logits = None
         if logits is not None and model.adapter.unembed is not None:
             final = stagger.final if logits == "all" else stagger.final[:, -1:]
@@ -210,16 +214,16 @@ def _run_staggered(
     )
 
 
-def _model_inputs(batch: Batch, prefix: RunResult | None, offset: int) -> dict:
-    """The HF forward's inputs; with a reused prefix, only the tokens after it, their positions and a
-    private copy of the prefix's KV cache repeated over the batch."""
+def _model_inputs(batch: Batch, prefix: RunResult | None, offset: int) -> tuple[dict, object | None]:
+    """The HF forward's inputs and cache; with a reused prefix, only the tokens after it, their
+    positions and a private copy of the prefix's KV cache repeated over the batch."""
     inputs = batch.model_inputs()
-    if offset:
-        inputs = {k: v[:, offset:] if k != "attention_mask" else v for k, v in inputs.items()}
-        positions = torch.arange(offset, batch.length, device=batch.input_ids.device)
-        inputs["position_ids"] = positions.expand(batch.size, -1)
-        inputs["past_key_values"] = _expand_cache(prefix.past_key_values, offset, batch.size)
-    return inputs
+    if not offset:
+        return inputs, None
+    inputs = {k: v[:, offset:] if k != "attention_mask" else v for k, v in inputs.items()}
+    positions = torch.arange(offset, batch.length, device=batch.input_ids.device)
+    inputs["position_ids"] = positions.expand(batch.size, -1)
+    return inputs, _expand_cache(prefix.past_key_values, offset, batch.size)
 
 
 def _check_loop(loop: Loop, n_layers: int) -> None:

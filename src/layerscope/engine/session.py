@@ -162,7 +162,7 @@ class HookSession:
         hidden = self._site("resid_pre", layer, iteration, hidden)
         out = call(hidden)
         out_holder.append(out)
-        hidden = out[0] if isinstance(out, tuple) else out
+        hidden = out[0] if isinstance(out, tuple | list) else out
         hidden = self._site("resid_post", layer, iteration, hidden)
         if self.stagger is not None:  # never looped (refused by run)
             return self.stagger.leave(layer, hidden)
@@ -174,10 +174,18 @@ class HookSession:
         return hidden
 
     def _pack(self, original_out, hidden: torch.Tensor):
+        """The block's output with ``hidden`` in place of its first element; a skipped block (no
+        output) returns the structure the self-check saw (RWKV's 3-tuple, OpenAI-GPT's list)."""
         if isinstance(original_out, tuple):
             return (hidden,) + original_out[1:]
-        if original_out is None and self.adapter.block_returns_tuple:
-            return (hidden,)
+        if isinstance(original_out, list):
+            return [hidden, *original_out[1:]]
+        if original_out is None:
+            kind, size = self.adapter.block_output
+            if kind == "tuple":
+                return (hidden,) + (None,) * (size - 1)
+            if kind == "list":
+                return [hidden] + [None] * (size - 1)
         return hidden
 
     def _sub_hook(self, site: str):

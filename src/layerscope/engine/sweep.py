@@ -108,7 +108,13 @@ def sweep_layers(
         _check_variants(variants_of[k], k, model.n_layers)
     if prefix_length and batch.size != 1:
         raise InterventionError("prefix_length reuse needs exactly one prompt (variants of one prompt)")
-    starts = [k for k in layers if k > 0]
+    caps = model.caps
+    if not caps.prefix_reuse:  # an SSM / recurrent cache cannot be cut back: compute the prefix too
+        prefix_length, prefix = 0, None
+    # where skipping the lower blocks is not exact, every variant runs from the embedding (the
+    # clean states it would start from are what those blocks compute anyway)
+    from_layer = (lambda k: k) if caps.start_layer else (lambda k: 0)
+    starts = [k for k in layers if from_layer(k) > 0]
     if clean is None and (starts or (prefix_length and prefix is None)):
         clean = clean_run(model, batch, starts, keep_cache=bool(prefix_length) and prefix is None)
     prefix = prefix if prefix is not None else clean
@@ -116,7 +122,7 @@ def sweep_layers(
         raise InterventionError("prefix_length needs a clean run (or prefix=) with keep_cache=True")
 
     total_rows = sum(batch.size * len(variants_of[k]) for k in layers)
-    stagger = stagger and batch.size == 1 and not any(batch.pad)
+    stagger = stagger and caps.staggered and batch.size == 1 and not any(batch.pad)
     per_row = row_bytes(
         model,
         batch.length - prefix_length,
@@ -150,14 +156,16 @@ def sweep_layers(
             for prompt_part in chunks(batch.size, prompt_step, progress=False):
                 sub = batch.select(prompt_part)
                 states = None
-                if k > 0:
+                if from_layer(k) > 0:
                     states = clean.get("resid_pre", k)[prompt_part, prefix_length:]
                 for variant_part in chunks(n_variants, variant_step, progress=False):
                     chosen = variants[variant_part]
                     start = states
                     if states is not None and len(chosen) > 1:
                         start = states.repeat_interleave(len(chosen), dim=0)
-                    result = run(model, sub, variants=chosen, start_layer=k, start_states=start, **run_kwargs)
+                    result = run(
+                        model, sub, variants=chosen, start_layer=from_layer(k), start_states=start, **run_kwargs
+                    )
                     bar.update(sub.size * len(chosen))
                     yield SweepChunk(k, prompt_part, variant_part, result)
     finally:

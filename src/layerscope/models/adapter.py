@@ -10,13 +10,14 @@ of common names is the fallback, and when nothing fits the error says what was l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from layerscope.errors import AdapterError
+from layerscope.models.head import Head
 
 _LAYER_COUNT_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
 _BLOCK_FALLBACKS = ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers", "encoder.layer")
@@ -55,8 +56,10 @@ class Adapter:
         unembed: the output projection to the vocabulary (None for encoders).
         attn: per block, the attention sub-block (None where not found).
         mlp: per block, the MLP sub-block (None where not found).
-        block_returns_tuple: whether blocks return ``(hidden, ...)`` rather than a tensor.
-        logit_softcap: final logit soft-capping (Gemma 2 style), if the config sets one.
+        block_output: what a block returns, as the self-check saw it: ``("tensor", 1)``,
+            ``("tuple", n)`` or ``("list", n)`` (a skipped block returns the same structure).
+        head: the verified head (:mod:`layerscope.models.head`), or None (an encoder, or a head
+            the self-check could not verify: then ``head_problem`` says why).
     """
 
     blocks: nn.ModuleList
@@ -66,21 +69,31 @@ class Adapter:
     unembed: nn.Module | None
     attn: list[nn.Module | None] = field(default_factory=list)
     mlp: list[nn.Module | None] = field(default_factory=list)
-    block_returns_tuple: bool = False
-    logit_softcap: float | None = None
+    block_output: tuple[str, int] = ("tensor", 1)
+    head: Callable | None = None
+    head_problem: str | None = None
 
     @property
     def n_layers(self) -> int:
         return len(self.blocks)
 
     @classmethod
-    def inspect(cls, hf: nn.Module) -> Adapter:
-        """Build the adapter for any HF model; raise :class:`AdapterError` naming what is missing."""
+    def inspect(cls, hf: nn.Module, parts: dict[str, str] | None = None) -> Adapter:
+        """Build the adapter for any HF model; raise :class:`AdapterError` naming what is missing.
+
+        ``parts={"blocks": "model.layers"}`` names the block list where inspection finds another.
+        """
         config = _text_config(getattr(hf, "config", None))
         expected = next(
             (getattr(config, k) for k in _LAYER_COUNT_KEYS if isinstance(getattr(config, k, None), int)), None
         )
-        blocks_path, blocks = _find_blocks(hf, expected)
+        if parts and "blocks" in parts:
+            blocks = _get(hf, parts["blocks"])
+            if not isinstance(blocks, nn.ModuleList):
+                raise AdapterError(f"parts['blocks']={parts['blocks']!r} is not an nn.ModuleList of {type(hf).__name__}")
+            blocks_path = parts["blocks"]
+        else:
+            blocks_path, blocks = _find_blocks(hf, expected)
         parent = _get(hf, blocks_path.rsplit(".", 1)[0]) if "." in blocks_path else hf
         final_norm = _find_final_norm(parent)
         embed = hf.get_input_embeddings()
@@ -90,11 +103,10 @@ class Adapter:
             raise AdapterError(f"could not find the input embedding of {type(hf).__name__}")
         attn = [_find_child(b, _ATTN_NAMES, "attention") for b in blocks]
         mlp = [_find_child(b, _MLP_NAMES, "mlp") for b in blocks]
-        softcap = getattr(config, "final_logit_softcapping", None)
-        return cls(blocks, blocks_path, final_norm, embed, unembed, attn, mlp, False, softcap)
+        return cls(blocks, blocks_path, final_norm, embed, unembed, attn, mlp)
 
     def unembed_states(self, states: torch.Tensor, tokens: Sequence[int] | None = None) -> torch.Tensor:
-        """Logit lens: final norm then unembedding (and soft-capping where the model has it).
+        """Logit lens: the model's own head (final norm, projections, unembedding, scale, soft cap).
 
         Args:
             states: ``[..., D]`` residual-stream states (``resid_post`` of any layer).
@@ -102,21 +114,15 @@ class Adapter:
                 their rows alone: much cheaper than the whole vocabulary).
         Returns:
             ``[..., V]`` logits (``[..., len(tokens)]`` with ``tokens``); for ``resid_post[L-1]``
-            these are the model's own logits.
+            these are the model's own logits (verified at load).
         """
         if self.unembed is None:
             raise AdapterError("this model has no unembedding (an encoder): the logit lens needs a decoder")
-        h = self.final_norm(states) if self.final_norm is not None else states
-        if tokens is None:
-            logits = self.unembed(h)
-        elif isinstance(self.unembed, nn.Linear):
-            bias = None if self.unembed.bias is None else self.unembed.bias[list(tokens)]
-            logits = nn.functional.linear(h, self.unembed.weight[list(tokens)], bias)
-        else:
-            logits = self.unembed(h)[..., list(tokens)]
-        if self.logit_softcap:
-            logits = torch.tanh(logits / self.logit_softcap) * self.logit_softcap
-        return logits
+        if self.head is None:
+            raise AdapterError(self.head_problem or "this model's head was not verified")
+        if tokens is not None and not isinstance(self.head, Head):
+            return self.head(states)[..., list(tokens)]
+        return self.head(states, tokens) if tokens is not None else self.head(states)
 
 
 def _find_blocks(hf: nn.Module, expected: int | None) -> tuple[str, nn.ModuleList]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -10,6 +12,8 @@ import torch
 
 from layerscope.engine.batch import Batch, tokenize
 from layerscope.models.adapter import Adapter, _text_config
+from layerscope.models.checks import apply as apply_capabilities
+from layerscope.models.checks import capabilities
 from layerscope.models.loading import load_hf, parse_dtype, resolve
 
 
@@ -29,12 +33,31 @@ class Model:
     All experiments go through :meth:`run` and :meth:`generate`; nothing else hooks the model.
     """
 
-    def __init__(self, hf, tokenizer, *, name: str = "model", source: str = "in memory", kind: str | None = None):
+    def __init__(
+        self,
+        hf,
+        tokenizer,
+        *,
+        name: str = "model",
+        source: str = "in memory",
+        kind: str | None = None,
+        head: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        parts: dict[str, str] | None = None,
+        check_cache: bool = True,
+    ):
+        """Wrap ``hf`` and run the self-check (:mod:`layerscope.models.checks`).
+
+        Args:
+            head: your own ``[..., D] -> [..., vocab]`` head, for a model whose head the self-check
+                cannot verify (it is then trusted as given).
+            parts: dotted module names that override the inspection: ``{"blocks": "model.layers"}``.
+            check_cache: reuse what an earlier load learned about this architecture and config.
+        """
         self.hf = hf
         self.tokenizer = tokenizer
         self.name = name
         self.source = source
-        self.adapter = Adapter.inspect(hf)
+        self.adapter = Adapter.inspect(hf, parts)
         self.kind = kind or ("causal" if self.adapter.unembed is not None else "encoder")
         config = _text_config(hf.config)
         self.d_model = int(
@@ -50,7 +73,11 @@ class Model:
             self.available_sites.add("attn_out")
         if self.kind == "causal" and all(m is not None for m in self.adapter.mlp):
             self.available_sites.add("mlp_out")
-        self.adapter.block_returns_tuple = self._probe_block_output()
+        self._lock = threading.RLock()
+        self.caps = capabilities(self, use_cache=check_cache)
+        apply_capabilities(self, self.caps)
+        if head is not None:
+            self.adapter.head, self.adapter.head_problem = head, None
 
     # ---- facts ---------------------------------------------------------------------------
     @property
@@ -76,17 +103,12 @@ class Model:
     def __repr__(self) -> str:
         return f"Model({self.name!r}, layers={self.n_layers}, d_model={self.d_model}, {self.kind})"
 
-    def _probe_block_output(self) -> bool:
-        """Whether blocks return tuples: learned from one tiny forward (needed to skip blocks)."""
-        seen: list[bool] = []
-        handle = self.adapter.blocks[0].register_forward_hook(lambda m, a, o: seen.append(isinstance(o, tuple)))
-        try:
-            with torch.no_grad():
-                ids = torch.zeros(1, 1, dtype=torch.long, device=self.device)
-                self.hf(input_ids=ids, attention_mask=torch.ones_like(ids))
-        finally:
-            handle.remove()
-        return bool(seen and seen[0])
+    def check_report(self) -> dict[str, str]:
+        """Each self-check and its outcome (``"ok"`` or the message a refused use raises)."""
+        report = {}
+        for check in ("head", "start_layer", "staggered", "padding", "cached_decoding", "prefix_reuse"):
+            report[check] = self.caps.problems.get(check, "ok")
+        return report
 
     # ---- the engine ------------------------------------------------------------------------
     def tokenize(self, prompts: str | Sequence[str]) -> Batch:
@@ -138,6 +160,8 @@ def load(
     device_map: str | dict | None = None,
     trust_remote_code: bool = False,
     progress: bool = True,
+    head: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    parts: dict[str, str] | None = None,
 ) -> Model:
     """Load a model from disk (never from the network).
 
@@ -149,6 +173,7 @@ def load(
         dtype: ``"float32"`` (default), ``"bfloat16"`` or ``"float16"``.
         device_map: passed to ``from_pretrained`` (e.g. ``"auto"`` to shard over several GPUs).
         trust_remote_code: off unless you pass True.
+        head, parts: overrides for a model the self-check refuses (see :class:`Model`).
     """
     source = resolve(model)
     hf, tokenizer, kind, folder = load_hf(
@@ -160,4 +185,4 @@ def load(
         progress=progress,
     )
     description = source.description if source.gguf is None else f"{source.description} -> {folder}"
-    return Model(hf, tokenizer, name=source.name, source=description, kind=kind)
+    return Model(hf, tokenizer, name=source.name, source=description, kind=kind, head=head, parts=parts)

@@ -1,0 +1,79 @@
+"""The one call into a Hugging Face forward: the keywords this model takes, its cache, its logits.
+
+Models differ in how a cache goes in and comes out (``cache=`` since transformers 5.24,
+``past_key_values=`` before, ``state=`` for RWKV; some keep none), in whether they take
+``position_ids``, ``use_cache`` or ``logits_to_keep`` at all, and in whether explicit position ids
+are right for a padded row (RoBERTa counts from ``padding_idx + 1``). The self-check at load
+(:mod:`layerscope.models.checks`) records what the model takes; every forward of the engine
+(plain runs, staggered runs, generation steps, the self-check itself) goes through
+:func:`call_model`, so no other place builds HF keywords.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from layerscope.models.checks import CACHE_ARGS, accepted_kwargs
+
+
+@dataclass
+class ForwardOutput:
+    """``logits``: ``[B, T', V]`` or None; ``cache``: the model's cache object when kept."""
+
+    logits: torch.Tensor | None
+    cache: object | None
+
+
+def _accepted(model) -> set[str] | None:
+    accepted = getattr(model, "_accepted_kwargs", False)
+    if accepted is False:
+        accepted = accepted_kwargs(model.hf)
+        model._accepted_kwargs = accepted
+    return accepted
+
+
+def call_model(
+    model,
+    inputs: dict[str, torch.Tensor],
+    *,
+    cache=None,
+    keep_cache: bool = False,
+    logits: str | None = "all",
+) -> ForwardOutput:
+    """Call ``model.hf`` once (no grad, no hooks of its own: a :class:`HookSession` may be open).
+
+    Args:
+        inputs: ``input_ids`` ``[B, T]`` and optionally ``attention_mask``, ``position_ids``.
+        cache: a cache to continue from (passed under the model's own keyword).
+        keep_cache: ask the model for its cache and return it.
+        logits: ``"all"``, ``"last"`` (only the last position is unembedded where the model can
+            skip the rest) or None (none, where the model can skip the unembedding).
+    """
+    accepted = _accepted(model)
+    caps = getattr(model, "caps", None)
+    kwargs = dict(inputs)
+    if caps is not None and caps.padding == "model" and "position_ids" in kwargs and cache is None:
+        del kwargs["position_ids"]  # the model counts positions itself (from the padding)
+    cache_arg = caps.cache_arg if caps is not None else next(a for a in CACHE_ARGS if accepted is None or a in accepted)
+    if model.is_causal:
+        if cache is not None:
+            kwargs[cache_arg] = cache
+        if accepted is None or "use_cache" in accepted:
+            kwargs["use_cache"] = keep_cache
+        if logits != "all" and accepted is not None and "logits_to_keep" in accepted:
+            # logits=None: an empty index keeps no position, so the unembedding is skipped
+            keep = 1 if logits == "last" else torch.empty(0, dtype=torch.long, device=model.device)
+            kwargs["logits_to_keep"] = keep
+    if accepted is not None:
+        kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+    with torch.no_grad():
+        out = model.hf(**kwargs)
+    out_logits = getattr(out, "logits", None)
+    if out_logits is not None and logits == "last":
+        out_logits = out_logits[:, -1:]
+    kept = None
+    if keep_cache:
+        kept = next((getattr(out, a) for a in CACHE_ARGS if getattr(out, a, None) is not None), None)
+    return ForwardOutput(out_logits if logits is not None else None, kept)
