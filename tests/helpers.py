@@ -107,8 +107,13 @@ def looped_copy(model, start: int, stop: int, times: int):
     order = list(range(stop)) + list(range(start, stop)) * (times - 1) + list(range(stop, len(blocks)))
     setattr(parent, name, nn.ModuleList([blocks[i] for i in order]))
     hf.config.num_hidden_layers = len(order)
-    if getattr(hf.config, "layer_types", None) is not None:  # per-layer attention kinds (sliding / full)
-        hf.config.layer_types = [hf.config.layer_types[i] for i in order]
+    for key in ("layer_types", "layers_block_type"):  # per-layer kinds (sliding / full, mamba / attention)
+        kinds = getattr(hf.config, key, None)
+        if isinstance(kinds, list) and len(kinds) == len(blocks):
+            try:
+                setattr(hf.config, key, [kinds[i] for i in order])
+            except AttributeError:  # derived from other keys: the blocks already know their kind
+                pass
     return hf, order
 
 

@@ -101,6 +101,8 @@ def tokenize(tokenizer, prompts: str | Sequence[str], device: torch.device | str
         except (NotImplementedError, ValueError, TypeError):  # slow tokenizers have no offsets
             enc = tokenizer(text)
             spans.append(None)
+        if not enc["input_ids"]:
+            raise LayerscopeError(f"prompt {text!r} tokenises to no tokens with this model's tokenizer")
         rows.append(list(enc["input_ids"]))
     return from_ids(tokenizer, rows, texts, spans, device)
 

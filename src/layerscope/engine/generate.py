@@ -37,6 +37,8 @@ class Generation:
         texts: decoded continuation per row, cut at end-of-sequence.
         first_logits: ``[B, V]`` next-token logits of the prompt pass (what the prompt predicts).
         used_cache: whether generation used the KV cache (False: recomputed every step).
+        step_logits: ``[B, N, V]`` the logits each generated token was chosen from
+            (with ``keep_logits=True``; else None).
     """
 
     batch: Batch
@@ -45,6 +47,13 @@ class Generation:
     first_logits: torch.Tensor
     n_variants: int
     used_cache: bool
+    step_logits: torch.Tensor | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Generation(rows={self.tokens.shape[0]}, new_tokens={self.tokens.shape[1]}, "
+            f"used_cache={self.used_cache}, texts={self.texts[:2]!r}{' ...' if len(self.texts) > 2 else ''})"
+        )
 
 
 def _needs_recompute(ivs: Sequence[Intervention], mode: str, loop: Loop | None) -> bool:
@@ -108,6 +117,7 @@ def generate(
     loop: Loop | tuple[int, int, int] | None = None,
     stop_at_eos: bool = True,
     use_cache: bool | None = None,
+    keep_logits: bool = False,
 ) -> Generation:
     """Generate ``max_new_tokens`` for every prompt x variant in one batch.
 
@@ -115,7 +125,9 @@ def generate(
         mode: ``"prompt"`` (interventions on the prompt pass only) or ``"every_step"``.
         do_sample, temperature, top_k, top_p, seed: sampling (greedy by default; seeded).
         loop: ``(a, b, n)`` to loop blocks a..b-1 n times at every step.
-        use_cache: force (True) or forbid (False) the KV cache; by default it is used where exact.
+        use_cache: force (True) or forbid (False) the KV cache; by default it is used where exact
+            (the self-check at load says where: see ``model.check_report()``).
+        keep_logits: also return every step's logits (``Generation.step_logits``).
     """
     if not model.is_causal:
         raise LayerscopeError("generation needs a causal LM; this model is an encoder")
@@ -125,6 +137,12 @@ def generate(
         raise LayerscopeError("max_new_tokens must be at least 1")
     batch = prompts if isinstance(prompts, Batch) else tokenize(model.tokenizer, prompts, model.device)
     batch, ivs, n_variants = expand_variants(batch, interventions, variants)
+    if any(batch.pad) and model.caps.padding == "groups":  # the model cannot take a padded batch
+        return _generate_by_length(
+            model, batch, ivs, n_variants, max_new_tokens=max_new_tokens, mode=mode, do_sample=do_sample,
+            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, loop=loop, stop_at_eos=stop_at_eos,
+            use_cache=use_cache, keep_logits=keep_logits,
+        )  # fmt: skip
     if loop is not None and not isinstance(loop, Loop):
         loop = Loop(*loop)
     recompute = _needs_recompute(ivs, mode, loop)
@@ -151,6 +169,7 @@ def generate(
 
     finished = torch.zeros(batch.size, dtype=torch.bool, device=model.device)
     generated: list[torch.Tensor] = []
+    kept_logits: list[torch.Tensor] = []
     current, past, first_logits = batch, None, None
     with torch.no_grad():
         for step in range(max_new_tokens):
@@ -187,6 +206,8 @@ def generate(
             past = out.cache if cached else None
             if first_logits is None:
                 first_logits = logits
+            if keep_logits:
+                kept_logits.append(logits)
             next_ids = _sample(logits, do_sample, temperature, top_k, top_p, generator)
             next_ids = torch.where(finished, torch.full_like(next_ids, pad), next_ids)
             generated.append(next_ids)
@@ -198,7 +219,43 @@ def generate(
                 current = _extend(current, next_ids.unsqueeze(-1), model.tokenizer)
     tokens = torch.stack(generated, dim=1)
     texts = [_decode(model.tokenizer, row, eos, stop_at_eos) for row in tokens.tolist()]
-    return Generation(batch, tokens, texts, first_logits, n_variants, cached)
+    step_logits = torch.stack(kept_logits, 1) if keep_logits else None
+    return Generation(batch, tokens, texts, first_logits, n_variants, cached, step_logits)
+
+
+def _generate_by_length(model, batch: Batch, ivs, n_variants: int, **options) -> Generation:
+    """Generation for a model that cannot take left padding (RWKV): one unpadded batch per length,
+    merged back in row order (rows that stopped early are padded with the pad id)."""
+    from layerscope.engine.fallback import _rows_of
+
+    by_pad: dict[int, list[int]] = {}
+    for row, pad in enumerate(batch.pad):
+        by_pad.setdefault(pad, []).append(row)
+    pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+    parts = {}
+    for pad, rows in by_pad.items():
+        sub = batch.select(rows)
+        sub = Batch(sub.prompts, sub.input_ids[:, pad:], sub.attention_mask[:, pad:], None, [0] * len(rows))
+        parts[pad] = (rows, generate(model, sub, interventions=_rows_of(ivs, rows), **options))
+    width = max(g.tokens.shape[1] for _, g in parts.values())
+    tokens = torch.full((batch.size, width), pad_id, dtype=torch.long, device=model.device)
+    first = None
+    texts = [""] * batch.size
+    steps = None
+    for rows, g in parts.values():
+        index = torch.tensor(rows, device=model.device)
+        tokens[index, : g.tokens.shape[1]] = g.tokens
+        if first is None:
+            first = g.first_logits.new_zeros(batch.size, g.first_logits.shape[-1])
+        first[index] = g.first_logits
+        if g.step_logits is not None:
+            if steps is None:
+                steps = g.step_logits.new_zeros(batch.size, width, g.step_logits.shape[-1])
+            steps[index, : g.step_logits.shape[1]] = g.step_logits
+        for r, text in zip(rows, g.texts, strict=True):
+            texts[r] = text
+    used = all(g.used_cache for _, g in parts.values())
+    return Generation(batch, tokens, texts, first, n_variants, used, steps)
 
 
 def _decode(tokenizer, ids: list[int], eos: int | None, stop_at_eos: bool) -> str:

@@ -90,7 +90,8 @@ class Adapter:
         if parts and "blocks" in parts:
             blocks = _get(hf, parts["blocks"])
             if not isinstance(blocks, nn.ModuleList):
-                raise AdapterError(f"parts['blocks']={parts['blocks']!r} is not an nn.ModuleList of {type(hf).__name__}")
+                name = type(hf).__name__
+                raise AdapterError(f"parts['blocks']={parts['blocks']!r} is not an nn.ModuleList of {name}")
             blocks_path = parts["blocks"]
         else:
             blocks_path, blocks = _find_blocks(hf, expected)

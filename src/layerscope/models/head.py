@@ -100,7 +100,7 @@ def trace_head(hf: nn.Module, last_block: nn.Module, run_probe) -> tuple[list[st
         state["after"], state["open"], state["out"] = True, 0, _first(output)
 
     containers = _ancestors(hf, last_block)
-    for name, module in hf.named_modules():
+    for _name, module in hf.named_modules():
         if module is hf or module is last_block or id(module) in containers:
             continue
         handles.append(module.register_forward_pre_hook(pre))
@@ -179,9 +179,9 @@ def _softcap_candidates(hf: nn.Module) -> list[float]:
     caps = []
     for key, value in vars(config).items():
         low = key.lower()
-        if ("softcap" in low or "soft_cap" in low) and "attn" not in low and "gate" not in low:
-            if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-                caps.append(float(value))
+        named = ("softcap" in low or "soft_cap" in low) and "attn" not in low and "gate" not in low
+        if named and isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            caps.append(float(value))
     return caps
 
 

@@ -9,6 +9,8 @@ hybrid layer patterns).
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 N_LAYERS = 4
@@ -31,7 +33,8 @@ OVERRIDES: dict[str, dict] = {
     "minicpm3": dict(qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=8, kv_lora_rank=8, q_lora_rank=16,
                      qk_head_dim=16, num_key_value_heads=4, dim_model_base=8, scale_emb=4, scale_depth=1.4),
     "deepseek_v3": dict(qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=8, kv_lora_rank=8, q_lora_rank=16,
-                        qk_head_dim=16, num_key_value_heads=4, first_k_dense_replace=1, n_group=1, topk_group=1, n_shared_experts=1),
+                        qk_head_dim=16, num_key_value_heads=4, first_k_dense_replace=1, n_group=1, topk_group=1,
+                        n_shared_experts=1),
     "gptj": dict(rotary_dim=4),
     "codegen": dict(rotary_dim=4),
     "mamba": dict(state_size=4, time_step_rank=4, expand=2, conv_kernel=4),
@@ -63,6 +66,8 @@ OVERRIDES: dict[str, dict] = {
     "lfm2": dict(layer_types=["conv", "full_attention"] * (N_LAYERS // 2), full_attn_idxs=[1, 3],
                  block_auto_adjust_ff_dim=False),
     "mistral": dict(sliding_window=4),
+    "gpt_neo": dict(attention_types=[[["global", "local"], N_LAYERS // 2]],
+                    attention_layers=["global", "local"] * (N_LAYERS // 2), window_size=4),
     "bloom": dict(n_head=4),
 }
 
@@ -73,11 +78,17 @@ DECODERS = (
     "olmo", "olmo2", "olmoe", "falcon", "bloom", "opt", "xglm", "cohere", "cohere2", "granite", "granitemoe",
     "minicpm3", "modernbert-decoder", "openai-gpt", "biogpt", "persimmon", "nemotron", "helium", "glm", "exaone4",
     "deepseek_v3", "smollm3", "mamba", "mamba2", "falcon_mamba", "recurrent_gemma", "rwkv", "jamba",
-    "zamba", "bamba", "gemma3n_text", "qwen3_next", "falcon_h1", "minimax", "lfm2",
+    "zamba", "bamba", "qwen3_next", "falcon_h1", "minimax", "lfm2",
 )  # fmt: skip
 
 #: the encoders of the matrix (``AutoModel``; no unembedding)
-ENCODERS = ("bert", "roberta", "xlm-roberta", "deberta-v2", "electra", "distilbert", "albert", "modernbert")
+ENCODERS = ("bert", "roberta", "xlm-roberta", "deberta-v2", "electra", "distilbert", "modernbert")
+
+#: architectures refused at load, with (a pattern of) the message that says why
+REFUSED = {
+    "gemma3n_text": "not one \\[B, T, 32\\] residual stream",  # AltUp: [n, B, T, D] states between blocks
+    "albert": "could not find the transformer blocks",  # one shared layer applied L times: no block list
+}
 
 
 def tiny_config(model_type: str):
@@ -87,10 +98,8 @@ def tiny_config(model_type: str):
     config = CONFIG_MAPPING[model_type]()
     for key, value in {**_SMALL, **OVERRIDES.get(model_type, {})}.items():
         if hasattr(config, key) or key in OVERRIDES.get(model_type, {}):
-            try:
+            with contextlib.suppress(AttributeError, TypeError, ValueError):
                 setattr(config, key, value)
-            except (AttributeError, TypeError, ValueError):
-                pass
     types = getattr(config, "layer_types", None)
     if isinstance(types, list) and len(types) != N_LAYERS:
         config.layer_types = (types * N_LAYERS)[:N_LAYERS]
@@ -107,7 +116,7 @@ def build(model_type: str, seed: int = 0):
 
     config = tiny_config(model_type)
     torch.manual_seed(seed)
-    auto = AutoModel if model_type in ENCODERS else AutoModelForCausalLM
+    auto = AutoModel if model_type in ENCODERS or model_type == "albert" else AutoModelForCausalLM
     hf = auto.from_config(config)
     generator = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
