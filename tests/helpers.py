@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 
@@ -110,10 +112,8 @@ def looped_copy(model, start: int, stop: int, times: int):
     for key in ("layer_types", "layers_block_type"):  # per-layer kinds (sliding / full, mamba / attention)
         kinds = getattr(hf.config, key, None)
         if isinstance(kinds, list) and len(kinds) == len(blocks):
-            try:
+            with contextlib.suppress(AttributeError):  # derived from other keys: the blocks know their kind
                 setattr(hf.config, key, [kinds[i] for i in order])
-            except AttributeError:  # derived from other keys: the blocks already know their kind
-                pass
     return hf, order
 
 
