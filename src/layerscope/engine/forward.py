@@ -11,6 +11,7 @@ are right for a padded row (RoBERTa counts from ``padding_idx + 1``). The self-c
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -26,12 +27,13 @@ class ForwardOutput:
     cache: object | None
 
 
-def _accepted(model) -> set[str] | None:
-    accepted = getattr(model, "_accepted_kwargs", False)
-    if accepted is False:
-        accepted = accepted_kwargs(model.hf)
-        model._accepted_kwargs = accepted
-    return accepted
+def _signature(model) -> tuple[set[str], set[str] | None]:
+    """``(named parameters, accepted keywords or None when it also takes **kwargs)`` of the forward."""
+    found = getattr(model, "_forward_signature", None)
+    if found is None:
+        found = (set(inspect.signature(model.hf.forward).parameters), accepted_kwargs(model.hf))
+        model._forward_signature = found
+    return found
 
 
 def call_model(
@@ -51,7 +53,7 @@ def call_model(
         logits: ``"all"``, ``"last"`` (only the last position is unembedded where the model can
             skip the rest) or None (none, where the model can skip the unembedding).
     """
-    accepted = _accepted(model)
+    named, accepted = _signature(model)
     caps = getattr(model, "caps", None)
     kwargs = dict(inputs)
     if caps is not None and caps.padding == "model" and "position_ids" in kwargs and cache is None:
@@ -62,7 +64,7 @@ def call_model(
             kwargs[cache_arg] = cache
         if accepted is None or "use_cache" in accepted:
             kwargs["use_cache"] = keep_cache
-        if logits != "all" and accepted is not None and "logits_to_keep" in accepted:
+        if logits != "all" and "logits_to_keep" in named:
             # logits=None: an empty index keeps no position, so the unembedding is skipped
             keep = 1 if logits == "last" else torch.empty(0, dtype=torch.long, device=model.device)
             kwargs["logits_to_keep"] = keep
