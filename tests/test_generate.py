@@ -130,11 +130,11 @@ def test_prompt_mode_patches_the_prompt_pass_only():
 
     out = with_hooks(model, [site_hook(model, "resid_post", 1, patch_last)], lambda: model.hf(ids, use_cache=True))
     tokens = [int(out.logits[0, -1].argmax())]
-    past = out.past_key_values
+    past = out.cache
     with torch.no_grad():
         for _ in range(N - 1):
-            out = model.hf(input_ids=torch.tensor([[tokens[-1]]]), past_key_values=past, use_cache=True)
-            past = out.past_key_values
+            out = model.hf(input_ids=torch.tensor([[tokens[-1]]]), cache=past, use_cache=True)
+            past = out.cache
             tokens.append(int(out.logits[0, -1].argmax()))
     assert ours.tokens[0].tolist() == tokens
     assert tokens != plain_greedy(model, PROMPT)

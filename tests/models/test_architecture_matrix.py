@@ -53,7 +53,7 @@ def plain_logits(model, plain, prompt: str, **extra) -> torch.Tensor:
 def _close(a, b, tol=1e-4):
     scale = max(1.0, float(b.abs().max()))
     assert a.shape == b.shape, (a.shape, b.shape)
-    err = float((a - b).abs().max())
+    err = float((a.detach() - b.detach()).abs().max())
     assert err <= tol * scale, f"max difference {err:.3g}"
 
 

@@ -124,12 +124,23 @@ def capabilities(model, use_cache: bool = True) -> Capabilities:
     return caps
 
 
+PROBE_TEXT = "the capital of the country is a big old city on the river and the sea"
+
+
 def probe_ids(model, length: int = 5, offset: int = 0) -> torch.Tensor:
-    """``[1, length]`` ordinary token ids (not specials) for probe forwards."""
-    vocab = model.vocab_size
-    special = set(model.tokenizer.all_special_ids or []) if model.tokenizer is not None else set()
-    ids = [i for i in range(3, vocab) if i not in special][offset : offset + length]
-    return torch.tensor([ids], device=model.device)
+    """``[1, length]`` token ids of ordinary text for probe forwards (the first ids of a vocabulary
+    are often unused control tokens, whose huge activations make every comparison noisy)."""
+    ids: list[int] = []
+    if model.tokenizer is not None:
+        try:
+            ids = model.tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"]
+        except Exception:  # noqa: BLE001 - any tokenizer trouble: fall back to plain ids
+            ids = []
+    special = set(getattr(model.tokenizer, "all_special_ids", None) or [])
+    ids = [i for i in ids if i not in special and i < model.vocab_size]
+    if len(ids) < offset + length:
+        ids = [i for i in range(3, model.vocab_size) if i not in special]
+    return torch.tensor([ids[offset : offset + length]], device=model.device)
 
 
 def run_checks(model) -> Capabilities:
@@ -236,9 +247,12 @@ def _check(caps: Capabilities, check: str, name: str, fn, what: str) -> bool:
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal up to rounding: 1e-4 of the largest value in fp32, 3e-2 in 16-bit types (a broken
+    assumption gives differences of the order of the values themselves)."""
     if a.shape != b.shape:
         return False
-    tol = 1e-4 * max(1.0, float(b.abs().max()))
+    relative = 1e-4 if b.dtype == torch.float32 or b.dtype == torch.float64 else 3e-2
+    tol = relative * max(1.0, float(b.abs().max()))
     return bool((a.float() - b.float()).abs().max() <= tol)
 
 
