@@ -199,7 +199,7 @@ def generate(
                     inputs["attention_mask"] = current.attention_mask
             offset = 0 if step == 0 or not cached else current.length - 1
             session = HookSession(model.adapter, plan, {}, current.attention_mask[:, offset:], loop=loop)
-            with model._lock, session:
+            with model.exclusive(), session:
                 session.reset()
                 out = call_model(model, inputs, cache=past if step else None, keep_cache=cached, logits="last")
             logits = out.logits[:, -1]

@@ -134,7 +134,7 @@ def run(
         loop=loop,
         capture_index=capture_index,
     )
-    with model._lock, session:
+    with model.exclusive(), session:
         session.reset()
         out = call_model(model, inputs, cache=cache, keep_cache=keep_cache and loop is None, logits=logits)
     return RunResult(
@@ -196,7 +196,7 @@ def _run_staggered(
         capture_index=capture_index,
         stagger=stagger,
     )
-    with model._lock, session, torch.no_grad():
+    with model.exclusive(), session, torch.no_grad():
         session.reset()
         # the model's own head sees one row (logits=None: skipped where it can be): ours reads every row
         call_model(model, inputs, cache=cache, keep_cache=cache is not None, logits=None)

@@ -11,7 +11,10 @@ after an exception, a KeyboardInterrupt or an early stop.
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +34,57 @@ class Loop:
 
     def contains(self, layer: int) -> bool:
         return self.start <= layer < self.stop
+
+
+def _marked(fn):
+    fn._layerscope_hook = True
+    return fn
+
+
+def _unwrap(block) -> None:
+    """Put back what a layerscope wrapper replaced (the block's own instance forward, or none)."""
+    wrapper = block.__dict__.get("forward")
+    had_own, saved = getattr(wrapper, "_layerscope_saved", (False, None))
+    if had_own:
+        block.forward = saved
+    else:
+        block.__dict__.pop("forward", None)
+
+
+def remove_stale(adapter) -> int:
+    """Undo wrappers and hooks that an earlier run left behind (a signal between two lines of
+    Python that no handler could defer, a thread killed mid-run). Returns how many were removed."""
+    removed = 0
+    for block in adapter.blocks:
+        while hasattr(block.__dict__.get("forward"), "_layerscope_saved"):
+            _unwrap(block)
+            removed += 1
+    for module in [m for m in (*adapter.attn, *adapter.mlp) if m is not None]:
+        for key, hook in list(module._forward_hooks.items()):
+            if getattr(hook, "_layerscope_hook", False):
+                del module._forward_hooks[key]
+                removed += 1
+    return removed
+
+
+@contextmanager
+def signals_deferred():
+    """Hold a Ctrl-C (SIGINT) that arrives while the model is being changed: yields a list that is
+    non-empty if one came, for the caller to raise once the model is consistent again. Only the
+    main thread receives signals; elsewhere this does nothing."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    except (ValueError, OSError):  # no signal handling here (e.g. an embedded interpreter)
+        yield received
+        return
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 class HookSession:
@@ -70,15 +124,24 @@ class HookSession:
 
     # ---- install / remove --------------------------------------------------------------
     def __enter__(self) -> HookSession:
-        try:
-            self._install()
-        except BaseException:
-            self._remove()
-            raise
+        with signals_deferred() as interrupted:
+            try:
+                remove_stale(self.adapter)
+                self._install()
+            except BaseException:
+                self._remove()
+                raise
+            if interrupted:  # a Ctrl-C during the install: nothing runs, nothing stays
+                self._remove()
+        if interrupted:
+            raise KeyboardInterrupt
         return self
 
     def __exit__(self, *exc) -> None:
-        self._remove()
+        with signals_deferred() as interrupted:
+            self._remove()
+        if interrupted and not exc[0]:
+            raise KeyboardInterrupt
 
     def _install(self) -> None:
         n = self.adapter.n_layers
@@ -99,12 +162,16 @@ class HookSession:
                 if self.plan.at(site, layer) or layer in self.capture.get(site, ()):
                     if modules[layer] is None:
                         raise InterventionError(f"site {site} is not available at layer {layer} of this model")
-                    handle = modules[layer].register_forward_hook(self._sub_hook(site))
+                    hook = self._sub_hook(site)
+                    handle = modules[layer].register_forward_hook(hook)
                     self._restore.append(handle.remove)
 
     def _remove(self) -> None:
+        # each restore is idempotent and is dropped only once it has run, so a removal that an
+        # interrupt cut short can simply run again
         while self._restore:
-            self._restore.pop()()
+            self._restore[-1]()
+            self._restore.pop()
 
     def _wrap_block(self, layer: int) -> None:
         block = self.adapter.blocks[layer]
@@ -125,15 +192,14 @@ class HookSession:
             new_hidden = self._block(layer, hidden, call, out_holder)
             return self._pack(out_holder[0] if out_holder else None, new_hidden)
 
-        block.forward = forward
+        forward._layerscope_saved = (had_own, saved)  # lets a later run undo it if this one never could
 
         def restore() -> None:
-            if had_own:
-                block.forward = saved
-            else:
-                del block.forward
+            if block.__dict__.get("forward") is forward:
+                _unwrap(block)
 
-        self._restore.append(restore)
+        self._restore.append(restore)  # before the wrapper goes in: no moment with a wrapper and no restore
+        block.forward = forward
 
     # ---- per-forward state -------------------------------------------------------------
     def reset(self, mask: torch.Tensor | None = None) -> None:
@@ -189,6 +255,7 @@ class HookSession:
         return hidden
 
     def _sub_hook(self, site: str):
+        @_marked
         def hook(module, args, output):
             layer, iteration = self._current
             hidden = output[0] if isinstance(output, tuple) else output

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
 from layerscope.engine.batch import Batch, tokenize
+from layerscope.errors import InterventionError
 from layerscope.models.adapter import Adapter, _text_config
 from layerscope.models.checks import apply as apply_capabilities
 from layerscope.models.checks import capabilities
@@ -72,7 +74,8 @@ class Model:
             self.available_sites.add("attn_out")
         if self.kind == "causal" and all(m is not None for m in self.adapter.mlp):
             self.available_sites.add("mlp_out")
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
+        self._owner: int | None = None
         self.caps = capabilities(self, use_cache=check_cache)
         apply_capabilities(self, self.caps)
         if head is not None:
@@ -101,6 +104,24 @@ class Model:
 
     def __repr__(self) -> str:
         return f"Model({self.name!r}, layers={self.n_layers}, d_model={self.d_model}, {self.kind})"
+
+    @contextmanager
+    def exclusive(self):
+        """Hold the model for one forward: runs from several threads take turns (the hooks of one
+        must never meet another's), and a run started inside a run (from an ``ls.apply`` function)
+        is refused, since it would see the outer run's hooks."""
+        me = threading.get_ident()
+        if self._owner == me:
+            raise InterventionError(
+                f"a run of {self.name!r} was started inside another run of it (e.g. from an ls.apply function): "
+                "it would see the outer run's hooks; compute what you need before the outer run"
+            )
+        with self._lock:
+            self._owner = me
+            try:
+                yield
+            finally:
+                self._owner = None
 
     def check_report(self) -> dict[str, str]:
         """Each self-check and its outcome (``"ok"`` or the message a refused use raises)."""
