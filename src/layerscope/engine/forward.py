@@ -1,12 +1,13 @@
-"""The one call into a Hugging Face forward: the keywords this model takes, its cache, its logits.
+"""The one forward path: hooks for a plan, then the one call into the Hugging Face forward.
 
 Models differ in how a cache goes in and comes out (``cache=`` since transformers 5.24,
 ``past_key_values=`` before, ``state=`` for RWKV; some keep none), in whether they take
 ``position_ids``, ``use_cache`` or ``logits_to_keep`` at all, and in whether explicit position ids
 are right for a padded row (RoBERTa counts from ``padding_idx + 1``). The self-check at load
 (:mod:`layerscope.models.checks`) records what the model takes; every forward of the engine
-(plain runs, staggered runs, generation steps, the self-check itself) goes through
-:func:`call_model`, so no other place builds HF keywords.
+(plain runs, staggered runs, generation steps) goes through :func:`forward`, which holds the model
+(:meth:`Model.exclusive`), installs the plan's hooks and calls :func:`call_model`, so no other place
+builds HF keywords or opens a hook session.
 """
 
 from __future__ import annotations
@@ -79,3 +80,33 @@ def call_model(
     if keep_cache:
         kept = next((getattr(out, a) for a in CACHE_ARGS if getattr(out, a, None) is not None), None)
     return ForwardOutput(out_logits if logits is not None else None, kept)
+
+
+def forward(
+    model,
+    inputs: dict[str, torch.Tensor],
+    plan,
+    mask: torch.Tensor,
+    *,
+    capture: dict[str, set[int]] | None = None,
+    cache=None,
+    keep_cache: bool = False,
+    logits: str | None = "all",
+    **session_options,
+) -> tuple[ForwardOutput, dict]:
+    """One forward with ``plan``'s interventions and ``capture``'s captures.
+
+    Args:
+        mask: ``[B, T']`` attention mask of the positions this forward computes (ops read it).
+        session_options: ``start_layer``, ``start_states``, ``loop``, ``capture_index``, ``stagger``
+            (see :class:`~layerscope.engine.session.HookSession`).
+    Returns:
+        ``(output, captured)`` with ``captured = {(site, layer, iteration): [B, T', D]}``.
+    """
+    from layerscope.engine.session import HookSession
+
+    session = HookSession(model.adapter, plan, capture or {}, mask, **session_options)
+    with model.exclusive(), session:
+        session.reset()
+        out = call_model(model, inputs, cache=cache, keep_cache=keep_cache, logits=logits)
+    return out, session.captured

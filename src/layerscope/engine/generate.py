@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import torch
 
 from layerscope.engine.batch import Batch, tokenize
-from layerscope.engine.forward import call_model
+from layerscope.engine.forward import forward
 from layerscope.engine.interventions import Intervention
 from layerscope.engine.plan import Plan, compile_plan
 from layerscope.engine.positions import PromptTokens, is_relative_to_end
 from layerscope.engine.run import expand_variants
-from layerscope.engine.session import HookSession, Loop
+from layerscope.engine.session import Loop
 from layerscope.errors import LayerscopeError
 
 MODES = ("prompt", "every_step")
@@ -198,10 +198,10 @@ def generate(
                 if caps.decode_mask:
                     inputs["attention_mask"] = current.attention_mask
             offset = 0 if step == 0 or not cached else current.length - 1
-            session = HookSession(model.adapter, plan, {}, current.attention_mask[:, offset:], loop=loop)
-            with model.exclusive(), session:
-                session.reset()
-                out = call_model(model, inputs, cache=past if step else None, keep_cache=cached, logits="last")
+            out, _ = forward(
+                model, inputs, plan, current.attention_mask[:, offset:], cache=past if step else None,
+                keep_cache=cached, logits="last", loop=loop,
+            )  # fmt: skip
             logits = out.logits[:, -1]
             past = out.cache if cached else None
             if first_logits is None:

@@ -9,12 +9,12 @@ import torch
 
 from layerscope.engine.batch import Batch, tokenize
 from layerscope.engine.fallback import run_by_length, run_by_start
-from layerscope.engine.forward import call_model
+from layerscope.engine.forward import forward
 from layerscope.engine.interventions import SITES, Intervention, resolve_layers
 from layerscope.engine.plan import compile_plan
 from layerscope.engine.positions import PositionSpec
 from layerscope.engine.result import RunResult
-from layerscope.engine.session import HookSession, Loop
+from layerscope.engine.session import Loop
 from layerscope.engine.stagger import Stagger
 from layerscope.errors import InterventionError, SiteError
 
@@ -124,23 +124,15 @@ def run(
         raise SiteError(f"layers below start_layer={start_layer} are not computed and cannot be captured")
 
     inputs, cache = _model_inputs(batch, prefix, offset)
-    session = HookSession(
-        model.adapter,
-        plan,
-        capture_spec,
-        batch.attention_mask[:, offset:],
-        start_layer=start_layer,
-        start_states=start_states,
-        loop=loop,
-        capture_index=capture_index,
-    )
-    with model.exclusive(), session:
-        session.reset()
-        out = call_model(model, inputs, cache=cache, keep_cache=keep_cache and loop is None, logits=logits)
+    out, captured = forward(
+        model, inputs, plan, batch.attention_mask[:, offset:], capture=capture_spec, cache=cache,
+        keep_cache=keep_cache and loop is None, logits=logits, start_layer=start_layer, start_states=start_states,
+        loop=loop, capture_index=capture_index,
+    )  # fmt: skip
     return RunResult(
         batch=batch,
         logits=out.logits,
-        cache=session.captured,
+        cache=captured,
         past_key_values=out.cache if keep_cache else None,
         offset=offset,
         n_variants=n_variants,
@@ -188,18 +180,12 @@ def _run_staggered(
 
     inputs, cache = _model_inputs(batch.select([0]), prefix, offset)  # the model itself runs on one row
     stagger = Stagger(starts, start_states, n_layers, cache)
-    session = HookSession(
-        model.adapter,
-        plan,
-        capture_spec,
-        batch.attention_mask[:, offset:],
-        capture_index=capture_index,
-        stagger=stagger,
-    )
-    with model.exclusive(), session, torch.no_grad():
-        session.reset()
-        # the model's own head sees one row (logits=None: skipped where it can be): ours reads every row
-        call_model(model, inputs, cache=cache, keep_cache=cache is not None, logits=None)
+    # the model's own head sees one row (logits=None: skipped where it can be): ours reads every row
+    _, captured = forward(
+        model, inputs, plan, batch.attention_mask[:, offset:], capture=capture_spec, cache=cache,
+        keep_cache=cache is not None, logits=None, capture_index=capture_index, stagger=stagger,
+    )  # fmt: skip
+    with torch.no_grad():
         out_logits = None
         if logits is not None and model.adapter.unembed is not None:
             final = stagger.final if logits == "all" else stagger.final[:, -1:]
@@ -207,7 +193,7 @@ def _run_staggered(
     return RunResult(
         batch=batch,
         logits=out_logits,
-        cache=session.captured,
+        cache=captured,
         offset=offset,
         n_variants=n_variants,
         capture_positions=capture_positions,
