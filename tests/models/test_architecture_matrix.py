@@ -260,3 +260,33 @@ def test_self_check_is_cached_per_architecture(monkeypatch):
     monkeypatch.setattr(checks, "run_checks", lambda m: calls.append(m) or None)
     again = ls.Model(copy.deepcopy(model.hf), model.tokenizer)
     assert calls == [] and again.caps == model.caps
+
+
+def test_an_unverifiable_head_is_refused_by_name_and_a_given_head_is_used():
+    """A model that changes its logits in a way no module shows: the lens refuses, naming the model
+    class and the check; ``head=`` is the way out."""
+    from transformers import LlamaForCausalLM
+
+    class CubedLogits(LlamaForCausalLM):
+        def forward(self, *args, **kwargs):
+            out = super().forward(*args, **kwargs)
+            out.logits = out.logits**3
+            return out
+
+    hf, config = build("llama")
+    odd = CubedLogits(config).eval()
+    odd.load_state_dict(hf.state_dict())
+    model = ls.Model(odd, tiny_tokenizer(), check_cache=False)
+    assert "CubedLogits" in model.check_report()["head"]
+    with pytest.raises(AdapterError, match=r"CubedLogits.*check 'head' failed.*head="):
+        model.adapter.unembed_states(torch.zeros(model.d_model))
+    from layerscope.patching import activation_patching
+
+    with pytest.raises(AdapterError, match="check 'head' failed"):
+        activation_patching(model, PROMPT, OTHER, " paris", " madrid", layers=[0], progress=False)
+    assert_clean(model)
+
+    given = ls.Model(odd, tiny_tokenizer(), head=lambda states: odd.lm_head(odd.model.norm(states)) ** 3)
+    out = given.run(PROMPT, capture=("resid_post", -1))
+    with torch.no_grad():
+        _close(given.adapter.unembed_states(out.get("resid_post", given.n_layers - 1)), out.logits, 1e-5)

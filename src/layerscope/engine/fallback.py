@@ -46,7 +46,7 @@ def _capture_from(capture, n_layers: int, low: int):
 
 def run_by_start(
     model, batch: Batch, ivs, n_variants: int, starts: list[int], start_states, capture, capture_positions,
-    logits, prefix, prefix_length: int,
+    logits, prefix, prefix_length: int, grad: bool = False,
 ) -> RunResult:  # fmt: skip
     """A staggered run (rows of one prompt, sorted start layers) as one run per start layer."""
     from layerscope.engine.interventions import resolve_layers
@@ -75,7 +75,7 @@ def run_by_start(
             run(
                 model, batch.select(rows), interventions=_rows_of(ivs, rows), start_layer=k, start_states=states,
                 capture=_capture_from(capture, model.n_layers, k), capture_positions=capture_positions,
-                logits=logits, prefix=prefix, prefix_length=prefix_length,
+                logits=logits, prefix=prefix, prefix_length=prefix_length, grad=grad,
             )  # fmt: skip
         )
     cache: dict = {}
@@ -94,6 +94,7 @@ def run_by_start(
 
 def run_by_length(
     model, batch: Batch, ivs, n_variants: int, start_layer, start_states, loop, capture, capture_positions, logits,
+    grad: bool = False,
 ) -> RunResult:  # fmt: skip
     """A left-padded run as one unpadded run per prompt length, put back into the padded layout."""
     from layerscope.engine.run import run
@@ -110,7 +111,7 @@ def run_by_length(
             states = (states if states.shape[0] == 1 else states[rows])[:, pad:]
         result = run(
             model, sub, interventions=_rows_of(ivs, rows), start_layer=start_layer, start_states=states, loop=loop,
-            capture=capture, capture_positions=capture_positions, logits=logits,
+            capture=capture, capture_positions=capture_positions, logits=logits, grad=grad,
         )  # fmt: skip
         index = torch.tensor(rows, device=batch.input_ids.device)
         if result.logits is not None:

@@ -44,8 +44,9 @@ def call_model(
     cache=None,
     keep_cache: bool = False,
     logits: str | None = "all",
+    grad: bool = False,
 ) -> ForwardOutput:
-    """Call ``model.hf`` once (no grad, no hooks of its own: a :class:`HookSession` may be open).
+    """Call ``model.hf`` once (no hooks of its own: a :class:`HookSession` may be open).
 
     Args:
         inputs: ``input_ids`` ``[B, T]`` and optionally ``attention_mask``, ``position_ids``.
@@ -53,6 +54,7 @@ def call_model(
         keep_cache: ask the model for its cache and return it.
         logits: ``"all"``, ``"last"`` (only the last position is unembedded where the model can
             skip the rest) or None (none, where the model can skip the unembedding).
+        grad: run with autograd (default: without, which is faster and holds no graph).
     """
     named, accepted = _signature(model)
     caps = getattr(model, "caps", None)
@@ -71,7 +73,7 @@ def call_model(
             kwargs["logits_to_keep"] = keep
     if accepted is not None:
         kwargs = {k: v for k, v in kwargs.items() if k in accepted}
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         out = model.hf(**kwargs)
     out_logits = getattr(out, "logits", None)
     if out_logits is not None and logits == "last":
@@ -92,12 +94,15 @@ def forward(
     cache=None,
     keep_cache: bool = False,
     logits: str | None = "all",
+    grad: bool = False,
     **session_options,
 ) -> tuple[ForwardOutput, dict]:
     """One forward with ``plan``'s interventions and ``capture``'s captures.
 
     Args:
         mask: ``[B, T']`` attention mask of the positions this forward computes (ops read it).
+        grad: run with autograd: captured states stay in the graph (their ``.grad`` is kept after
+            ``backward``), and so do the interventions' values.
         session_options: ``start_layer``, ``start_states``, ``loop``, ``capture_index``, ``stagger``
             (see :class:`~layerscope.engine.session.HookSession`).
     Returns:
@@ -105,8 +110,8 @@ def forward(
     """
     from layerscope.engine.session import HookSession
 
-    session = HookSession(model.adapter, plan, capture or {}, mask, **session_options)
+    session = HookSession(model.adapter, plan, capture or {}, mask, grad=grad, **session_options)
     with model.exclusive(), session:
         session.reset()
-        out = call_model(model, inputs, cache=cache, keep_cache=keep_cache, logits=logits)
+        out = call_model(model, inputs, cache=cache, keep_cache=keep_cache, logits=logits, grad=grad)
     return out, session.captured

@@ -73,6 +73,16 @@ class RunResult:
         index = self.batch.positions(positions, row)
         return self.get(site, layer)[row, index]
 
+    def grad(self, site: str, layer: int, iteration: int = 0) -> torch.Tensor:
+        """``[B, T, D]`` gradient of a captured state after ``backward()`` (a run with ``grad=True``)."""
+        states = self.get(site, layer, iteration)
+        if states.grad is None:
+            raise SiteError(
+                f"{site}[{layer}] has no gradient: run with grad=True and call backward() on something that "
+                "depends on it"
+            )
+        return states.grad
+
     @property
     def last_logits(self) -> torch.Tensor:
         """``[B, V]`` logits at each row's last real token (index T-1: the batch is left-padded)."""

@@ -67,6 +67,7 @@ def run(
     prefix: RunResult | None = None,
     prefix_length: int = 0,
     keep_cache: bool = False,
+    grad: bool = False,
     _fallback: bool = True,
 ) -> RunResult:
     """Run ``model`` once on a batch with interventions. See ``Model.run`` for the arguments.
@@ -87,11 +88,11 @@ def run(
             caps.require("start_layer", type(model.hf).__name__)
             return run_by_start(
                 model, batch, ivs, n_variants, list(start_layer), start_states, capture, capture_positions, logits,
-                prefix, prefix_length,
+                prefix, prefix_length, grad,
             )  # fmt: skip
         return _run_staggered(
             model, batch, ivs, n_prompts, n_variants, list(start_layer), start_states, loop, capture,
-            capture_positions, logits, prefix, prefix_length, keep_cache,
+            capture_positions, logits, prefix, prefix_length, keep_cache, grad,
         )  # fmt: skip
     if _fallback and any(batch.pad) and caps.padding == "groups":
         if keep_cache:
@@ -100,7 +101,7 @@ def run(
                 "so it keeps no cache of a padded batch: run prompts of equal length"
             )
         return run_by_length(
-            model, batch, ivs, n_variants, start_layer, start_states, loop, capture, capture_positions, logits,
+            model, batch, ivs, n_variants, start_layer, start_states, loop, capture, capture_positions, logits, grad,
         )  # fmt: skip
     if start_layer and _fallback:
         caps.require("start_layer", type(model.hf).__name__)
@@ -127,7 +128,7 @@ def run(
     out, captured = forward(
         model, inputs, plan, batch.attention_mask[:, offset:], capture=capture_spec, cache=cache,
         keep_cache=keep_cache and loop is None, logits=logits, start_layer=start_layer, start_states=start_states,
-        loop=loop, capture_index=capture_index,
+        loop=loop, capture_index=capture_index, grad=grad,
     )  # fmt: skip
     return RunResult(
         batch=batch,
@@ -142,7 +143,7 @@ def run(
 
 def _run_staggered(
     model, batch, ivs, n_prompts, n_variants, starts, start_states, loop, capture, capture_positions, logits,
-    prefix, prefix_length, keep_cache,
+    prefix, prefix_length, keep_cache, grad=False,
 ) -> RunResult:  # fmt: skip
     """``run`` with a start layer per row (see :mod:`layerscope.engine.stagger`): rows of one prompt
     join the batch at their start block; the model itself runs on one row."""
@@ -183,9 +184,9 @@ def _run_staggered(
     # the model's own head sees one row (logits=None: skipped where it can be): ours reads every row
     _, captured = forward(
         model, inputs, plan, batch.attention_mask[:, offset:], capture=capture_spec, cache=cache,
-        keep_cache=cache is not None, logits=None, capture_index=capture_index, stagger=stagger,
+        keep_cache=cache is not None, logits=None, capture_index=capture_index, stagger=stagger, grad=grad,
     )  # fmt: skip
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         out_logits = None
         if logits is not None and model.adapter.unembed is not None:
             final = stagger.final if logits == "all" else stagger.final[:, -1:]

@@ -106,6 +106,7 @@ class HookSession:
         loop: Loop | None = None,
         capture_index: torch.Tensor | None = None,
         stagger: Stagger | None = None,
+        grad: bool = False,
     ):
         self.adapter = adapter
         self.plan = plan
@@ -116,6 +117,7 @@ class HookSession:
         self.loop = loop
         self.capture_index = capture_index  # [B, P] positions to keep, or None for all
         self.stagger = stagger  # per-row start layers (rows join the batch as it goes up)
+        self.grad = grad  # keep captures in the autograd graph
         self.captured: dict[tuple[str, int, int], torch.Tensor] = {}
         self._restore: list[Callable[[], None]] = []
         self._iteration: dict[int, int] = {}
@@ -276,5 +278,7 @@ class HookSession:
             if self.capture_index is not None:
                 index = self.capture_index[:rows].unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
                 kept = hidden.gather(1, index)
-            self.captured[(site, layer, iteration)] = kept.detach()
+            if self.grad and kept.requires_grad:
+                kept.retain_grad()  # so that result.grad(site, layer) answers after backward()
+            self.captured[(site, layer, iteration)] = kept if self.grad else kept.detach()
         return hidden

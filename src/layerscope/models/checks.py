@@ -212,7 +212,7 @@ def _probe_structure(model, caps: Capabilities, ids: torch.Tensor) -> None:
             head = fit_head(model.hf, names, last_out, logits)
             caps.head = {"names": head.names, "scale": head.scale, "softcap": head.softcap}
         except AdapterError as err:
-            caps.problems["head"] = f"check 'head' failed: {err}"
+            caps.problems["head"] = f"check 'head' failed: {err}"  # apply() prefixes the model class
     elif names and _is_norm(model.hf.get_submodule(names[0])):
         caps.head = {"names": names[:1], "scale": 1.0, "softcap": None}  # an encoder's final norm
 

@@ -138,9 +138,8 @@ def fit_head(hf: nn.Module, names: list[str], last_out: torch.Tensor, logits: to
 
     Raises :class:`AdapterError` (saying what differs) when no such head reproduces them.
     """
-    model_name = type(hf).__name__
     if not names:
-        raise AdapterError(f"{model_name}: no module runs after the last block, so no unembedding was found")
+        raise AdapterError("no module runs after its last block, so no unembedding was found")
     modules = [hf.get_submodule(n) for n in names]
     head = Head(modules, names)
     with torch.no_grad():
@@ -148,7 +147,7 @@ def fit_head(hf: nn.Module, names: list[str], last_out: torch.Tensor, logits: to
     y = logits.float()
     if z.shape != y.shape:
         raise AdapterError(
-            f"{model_name}: the modules after the last block ({', '.join(names)}) give logits of shape "
+            f"the modules after its last block ({', '.join(names)}) give logits of shape "
             f"{tuple(z.shape)}, the model gives {tuple(y.shape)}"
         )
     for cap in [None, *_softcap_candidates(hf)]:
@@ -167,9 +166,10 @@ def fit_head(hf: nn.Module, names: list[str], last_out: torch.Tensor, logits: to
                 return head
     err = (Head(modules, names)(last_out).float() - y).abs().max().item()
     raise AdapterError(
-        f"{model_name}: final norm -> unembedding ({', '.join(names)}) does not reproduce the model's "
+        f"the modules after its last block ({' -> '.join(names)}) do not reproduce the model's "
         f"logits (max difference {err:.3g}, also with a fitted scale or soft cap): the model does something "
-        "after its last block that layerscope cannot see. Pass the head yourself: "
+        "after its last block that layerscope cannot see, so the logit lens, activation patching and per-row "
+        "start layers refuse it. Pass the head yourself: "
         "ls.load(path, head=lambda states: ...) ([..., D] -> [..., vocab])"
     )
 

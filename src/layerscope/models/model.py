@@ -7,15 +7,24 @@ import threading
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from layerscope.engine.batch import Batch, tokenize
+from layerscope.engine.interventions import Intervention
+from layerscope.engine.positions import PositionSpec
+from layerscope.engine.result import RunResult
 from layerscope.errors import InterventionError
 from layerscope.models.adapter import Adapter, _text_config
 from layerscope.models.checks import apply as apply_capabilities
 from layerscope.models.checks import capabilities
 from layerscope.models.loading import load_hf, parse_dtype, resolve
+
+if TYPE_CHECKING:  # the engine's run/generate modules import the model layer's checks
+    from layerscope.engine.generate import Generation
+    from layerscope.engine.run import CaptureSpec
+    from layerscope.engine.session import Loop
 
 
 @dataclass
@@ -135,7 +144,23 @@ class Model:
         """Left-padded batch of ``prompts`` on the model's device."""
         return tokenize(self.tokenizer, prompts, self.device)
 
-    def run(self, prompts, **kwargs):
+    def run(
+        self,
+        prompts: str | Sequence[str] | Batch,
+        *,
+        interventions: Sequence[Intervention] = (),
+        variants: Sequence[Sequence[Intervention]] | None = None,
+        capture: CaptureSpec | None = None,
+        capture_positions: PositionSpec | None = None,
+        start_layer: int | Sequence[int] = 0,
+        start_states: torch.Tensor | dict[int, torch.Tensor] | None = None,
+        loop: Loop | tuple[int, int, int] | None = None,
+        logits: str | None = "all",
+        prefix: RunResult | None = None,
+        prefix_length: int = 0,
+        keep_cache: bool = False,
+        grad: bool = False,
+    ) -> RunResult:
         """One forward pass with interventions (see :func:`layerscope.engine.run.run`).
 
         Args:
@@ -158,18 +183,45 @@ class Model:
             prefix, prefix_length: reuse the KV cache of ``prefix`` (a run with ``keep_cache=True``)
                 for the first ``prefix_length`` tokens; only the rest is computed.
             keep_cache: return the KV cache (``result.past_key_values``).
+            grad: run with autograd: logits, captured states and the interventions' values carry
+                gradients (``result.grad(site, layer)`` after ``backward()``); default off.
         Returns:
             :class:`layerscope.engine.result.RunResult`.
         """
         from layerscope.engine.run import run
 
-        return run(self, prompts, **kwargs)
+        return run(
+            self, prompts, interventions=interventions, variants=variants, capture=capture,
+            capture_positions=capture_positions, start_layer=start_layer, start_states=start_states, loop=loop,
+            logits=logits, prefix=prefix, prefix_length=prefix_length, keep_cache=keep_cache, grad=grad,
+        )  # fmt: skip
 
-    def generate(self, prompts, **kwargs):
+    def generate(
+        self,
+        prompts: str | Sequence[str] | Batch,
+        *,
+        interventions: Sequence[Intervention] = (),
+        variants: Sequence[Sequence[Intervention]] | None = None,
+        max_new_tokens: int = 20,
+        mode: str = "prompt",
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int = 0,
+        loop: Loop | tuple[int, int, int] | None = None,
+        stop_at_eos: bool = True,
+        use_cache: bool | None = None,
+        keep_logits: bool = False,
+    ) -> Generation:
         """Generate under interventions (see :func:`layerscope.engine.generate.generate`)."""
         from layerscope.engine.generate import generate
 
-        return generate(self, prompts, **kwargs)
+        return generate(
+            self, prompts, interventions=interventions, variants=variants, max_new_tokens=max_new_tokens, mode=mode,
+            do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, loop=loop,
+            stop_at_eos=stop_at_eos, use_cache=use_cache, keep_logits=keep_logits,
+        )  # fmt: skip
 
 
 def load(
