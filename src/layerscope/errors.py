@@ -16,6 +16,11 @@ class ModelNotFoundError(LayerscopeError):
     """The requested model is not installed or not on disk (layerscope never downloads)."""
 
 
+class ModelLoadError(LayerscopeError):
+    """The model's files are there but unusable: truncated, of another format, weights that do not
+    match the config, code that would have to run."""
+
+
 class AdapterError(LayerscopeError):
     """The model's blocks / final norm / embeddings could not be found by inspection."""
 

@@ -212,7 +212,7 @@ def _probe_structure(model, caps: Capabilities, ids: torch.Tensor) -> None:
             head = fit_head(model.hf, names, last_out, logits)
             caps.head = {"names": head.names, "scale": head.scale, "softcap": head.softcap}
         except AdapterError as err:
-            caps.problems["head"] = f"check 'head' failed: {err}"  # apply() prefixes the model class
+            caps.problems["head"] = f"check 'head' failed on {name}: {err}"
     elif names and _is_norm(model.hf.get_submodule(names[0])):
         caps.head = {"names": names[:1], "scale": 1.0, "softcap": None}  # an encoder's final norm
 
@@ -232,7 +232,7 @@ def apply(model, caps: Capabilities) -> None:
     adapter.final_norm = modules[0] if modules and _is_norm(modules[0]) else None
     if model.is_causal:
         adapter.head = Head(modules, spec["names"], spec["scale"], spec["softcap"]) if spec else None
-        adapter.head_problem = None if spec else f"{type(model.hf).__name__}: {caps.problems.get('head')}"
+        adapter.head_problem = None if spec else caps.problems.get("head")
 
 
 def _check(caps: Capabilities, check: str, name: str, fn, what: str) -> bool:

@@ -18,6 +18,7 @@ unless the caller passes it.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -27,7 +28,7 @@ from pathlib import Path
 import torch
 from platformdirs import user_cache_dir
 
-from layerscope.errors import ModelNotFoundError
+from layerscope.errors import ModelLoadError, ModelNotFoundError
 from layerscope.models.registry import BUILTIN_MODELS, DEFAULT_MODEL, BuiltinModel
 
 _DTYPES = {
@@ -131,14 +132,39 @@ def _from_hub_cache(repo_id: str) -> Path | None:
         return None
 
 
+def content_hash(path: Path) -> str:
+    """sha256 of a file's bytes (hex, 16 characters), remembered per (path, size, mtime) so that a
+    file is read in full once: the same model copied elsewhere, or re-installed, maps to one key."""
+    stat = path.stat()
+    memo_file = cache_root() / "content-hashes.json"
+    stamp = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    try:
+        memo = json.loads(memo_file.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    if stamp in memo:
+        return memo[stamp]
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    memo[stamp] = digest.hexdigest()[:16]
+    try:
+        from layerscope.io import write_json
+
+        write_json(memo_file, memo)
+    except OSError:
+        pass  # a read-only cache only means hashing again next time
+    return memo[stamp]
+
+
 def _gguf_cache_folder(source: ResolvedSource) -> Path:
-    stat = source.gguf.stat()
-    key = hashlib.sha256(f"{source.gguf}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()[:12]
-    return cache_root() / "converted" / f"{source.name}-{key}"
+    return cache_root() / "converted" / f"{source.name}-{content_hash(source.gguf)}"
 
 
 def convert_gguf(source: ResolvedSource, progress: bool = True) -> Path:
     """De-quantise a GGUF file once and store it as fp32 safetensors (atomically: temp dir + rename)."""
+    _check_gguf(source.gguf)
     target = _gguf_cache_folder(source)
     if (target / "config.json").exists():
         return target
@@ -148,8 +174,11 @@ def convert_gguf(source: ResolvedSource, progress: bool = True) -> Path:
     if not progress:
         hf_logging.disable_progress_bar()
     folder, file = str(source.gguf.parent), source.gguf.name
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
+    except (OSError, ValueError, KeyError, RuntimeError, IndexError) as err:
+        raise ModelLoadError(f"cannot read the GGUF file {source.gguf}: {_first_line(err)}") from None
     # The weights are already de-quantised; drop the GGUF marker so save_pretrained accepts them.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
@@ -168,12 +197,64 @@ def convert_gguf(source: ResolvedSource, progress: bool = True) -> Path:
     return target
 
 
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _check_gguf(path: Path) -> None:
+    """A GGUF file starts with the magic ``GGUF``: say so plainly when it does not."""
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+    except OSError as err:
+        raise ModelLoadError(f"cannot read the GGUF file {path}: {err.strerror or _first_line(err)}") from None
+    if not magic:
+        raise ModelLoadError(f"the GGUF file {path} is empty")
+    if magic != b"GGUF":
+        raise ModelLoadError(f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF')")
+
+
 def _check_no_pickles(folder: Path) -> None:
-    if not list(folder.glob("*.safetensors")) and list(folder.glob("*.bin")) + list(folder.glob("*.pt")):
+    pickles = [p for pattern in ("*.bin", "*.pt", "*.pth") for p in folder.glob(pattern)]
+    if not list(folder.glob("*.safetensors")) and pickles:
         raise ModelNotFoundError(
-            f"{folder} has only pickled weights (*.bin/*.pt); layerscope loads safetensors or GGUF only. "
+            f"{folder} has only pickled weights (*.bin/*.pt/*.pth); layerscope loads safetensors or GGUF only. "
             "Convert with `model.save_pretrained(dir, safe_serialization=True)` in a trusted environment."
         )
+
+
+def _check_weights(folder: Path, trust_remote_code: bool) -> None:
+    """Every weights file is readable, complete safetensors; remote code is not asked for silently."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"cannot read {folder / 'config.json'}: {_first_line(err)}") from None
+    if config.get("auto_map") and not trust_remote_code:
+        raise ModelLoadError(
+            f"{folder} needs its own Python code to load (config.json has auto_map: "
+            f"{', '.join(sorted(config['auto_map']))}); layerscope does not run it unless you pass "
+            "trust_remote_code=True (only for code you trust)"
+        )
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise ModelLoadError(f"{folder} has no weights (*.safetensors)")
+    for path in files:
+        try:
+            size = path.stat().st_size
+            with open(path, "rb") as handle:
+                head = handle.read(8)
+                header_len = int.from_bytes(head, "little") if len(head) == 8 else -1
+                header = json.loads(handle.read(header_len)) if 0 < header_len < size else None
+        except OSError as err:
+            raise ModelLoadError(f"cannot read the weights file {path}: {err.strerror or _first_line(err)}") from None
+        except ValueError:
+            header = None
+        if size == 0:
+            raise ModelLoadError(f"the weights file {path} is empty")
+        ends = [t["data_offsets"][1] for k, t in (header or {}).items() if k != "__metadata__"]
+        if header is None or 8 + header_len + max(ends, default=0) > size:
+            raise ModelLoadError(f"the weights file {path} is truncated or not safetensors ({size} bytes)")
 
 
 def load_hf(
@@ -190,13 +271,28 @@ def load_hf(
 
     folder = convert_gguf(source, progress) if source.gguf is not None else source.folder
     _check_no_pickles(folder)
+    _check_weights(folder, trust_remote_code)
     config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
     kind = source.kind if source.kind != "auto" else _guess_kind(config)
     auto = AutoModelForCausalLM if kind == "causal" else AutoModel
     kwargs = dict(dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code)
     if device_map is not None:
         kwargs["device_map"] = device_map
-    hf = auto.from_pretrained(folder, **kwargs)
+    try:
+        hf, info = auto.from_pretrained(folder, output_loading_info=True, **kwargs)
+    except (OSError, ValueError, RuntimeError, KeyError) as err:  # size mismatches, unreadable shards
+        raise ModelLoadError(f"cannot load {folder}: {_first_line(err)}") from None
+    problems = {k: sorted(info.get(k) or []) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    problems = {k: v for k, v in problems.items() if v}
+    if problems:
+        listed = "; ".join(
+            f"{k.replace('_', ' ')} ({len(v)}): {', '.join(map(str, v[:4]))}{' ...' if len(v) > 4 else ''}"
+            for k, v in problems.items()
+        )
+        raise ModelLoadError(
+            f"the weights in {folder} do not match its config.json ({listed}): a model with layers left at "
+            "random or weights thrown away would give wrong numbers"
+        )
     if device_map is None:
         hf = hf.to(device)
     hf.eval()
