@@ -124,3 +124,14 @@ def test_runs_from_two_threads_take_turns_and_match_serial_runs():
     for i, expected in enumerate(serial):
         assert torch.equal(results[i], expected)
     assert_clean(model)
+
+
+def test_a_prompt_longer_than_learned_positions_is_refused_with_a_message():
+    model = tiny_model("gpt2")  # n_positions = 256, learned
+    long = " ".join(["the"] * 300)
+    with pytest.raises(InterventionError, match="needs 300 positions but .* reads at most 256"):
+        model.run(long)
+    with pytest.raises(InterventionError, match="max_new_tokens=60"):
+        model.generate(" ".join(["the"] * 200), max_new_tokens=60)
+    assert tiny_model("llama").max_positions is None  # rotary: no learned table
+    assert_clean(model)

@@ -136,6 +136,7 @@ def generate(
     if max_new_tokens < 1:
         raise LayerscopeError("max_new_tokens must be at least 1")
     batch = prompts if isinstance(prompts, Batch) else tokenize(model.tokenizer, prompts, model.device)
+    model.check_length(batch.length + max_new_tokens, f"the prompt plus max_new_tokens={max_new_tokens}")
     batch, ivs, n_variants = expand_variants(batch, interventions, variants)
     if any(batch.pad) and model.caps.padding == "groups":  # the model cannot take a padded batch
         return _generate_by_length(

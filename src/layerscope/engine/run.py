@@ -78,6 +78,7 @@ def run(
     """
     batch = prompts if isinstance(prompts, Batch) else tokenize(model.tokenizer, prompts, model.device)
     n_prompts = batch.size
+    model.check_length(batch.length)
     batch, ivs, n_variants = expand_variants(batch, interventions, variants)
     n_layers = model.n_layers
     caps = model.caps

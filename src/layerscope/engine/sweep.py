@@ -79,6 +79,7 @@ def sweep_layers(
     progress: bool = True,
     desc: str = "sweep",
     stagger: bool = True,
+    grad: bool = False,
 ) -> Iterator[SweepChunk]:
     """Run each layer's variants from that layer on, reusing the clean run below it.
 
@@ -98,6 +99,7 @@ def sweep_layers(
         stagger: with one unpadded prompt, run every layer's variants in one forward per chunk,
             each row joining the batch at its layer (:mod:`layerscope.engine.stagger`): the same
             arithmetic as one run per layer, but one pass over the weights. False = one run per layer.
+        grad: run every chunk with autograd (see ``run(grad=True)``).
     Yields:
         :class:`SweepChunk` per (layer, chunk of prompts, chunk of variants), layers in order.
     """
@@ -140,6 +142,7 @@ def sweep_layers(
         "capture_positions": capture_positions,
         "prefix": prefix if prefix_length else None,
         "prefix_length": prefix_length,
+        "grad": grad,
     }
     try:
         if stagger:

@@ -89,7 +89,10 @@ def accepted_kwargs(module) -> set[str] | None:
 def _key(hf) -> str:
     import transformers
 
-    source = "".join(Path(__file__).with_name(n).read_text() for n in ("checks.py", "head.py"))
+    # the code that the checks exercise is part of the key: a changed engine checks again
+    here = Path(__file__).parent
+    files = sorted([*here.glob("*.py"), *(here.parent / "engine").glob("*.py")])
+    source = "".join(f.read_text() for f in files)
     text = "|".join([_VERSION, type(hf).__name__, hf.config.to_json_string(), transformers.__version__, source])
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
@@ -169,6 +172,10 @@ def run_checks(model) -> Capabilities:
             "a kept cache cannot be cut back to a prefix and reused (a state-space or recurrent cache)")  # fmt: skip
     elif model.is_causal:
         caps.problems["cached_decoding"] = f"{name} returns no cache: every step is recomputed"
+    if model.is_causal and not caps.cached_decoding:
+        caps.problems["prefix_reuse"] = f"{name} has no usable cache, so no prefix of one can be reused"
+    if not caps.start_layer:
+        caps.problems["staggered"] = f"{name} cannot start runs above block 0, so rows cannot start at several"
     for check in ("start_layer", "staggered", "cached_decoding", "prefix_reuse"):
         if getattr(caps, check):
             caps.problems.pop(check, None)
@@ -256,9 +263,16 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
     return bool((a.float() - b.float()).abs().max() <= tol)
 
 
+def _run(model, *args, **kwargs):
+    """The engine's run itself (``Model.run`` takes no private options)."""
+    from layerscope.engine.run import run
+
+    return run(model, *args, **kwargs)
+
+
 def _plain_output(model, ids: torch.Tensor) -> torch.Tensor:
     """The reference: logits (decoders) or the last block's output (encoders) of an engine run."""
-    out = model.run(_batch(model, ids), capture=("resid_post", -1))
+    out = _run(model, _batch(model, ids), capture=("resid_post", -1))
     return out.logits if model.is_causal else out.get("resid_post", model.n_layers - 1)
 
 
@@ -276,16 +290,16 @@ def _batch(model, ids: torch.Tensor):
 def _start_layer_ok(model, ids, plain) -> bool:
     k = max(1, model.n_layers // 2)
     batch = _batch(model, ids)
-    clean = model.run(batch, capture="resid_pre")
-    out = model.run(batch, start_layer=k, start_states=clean.get("resid_pre", k), capture=("resid_post", -1))
+    clean = _run(model, batch, capture="resid_pre")
+    out = _run(model, batch, start_layer=k, start_states=clean.get("resid_pre", k), capture=("resid_post", -1))
     return _close(_output(model, out), plain)
 
 
 def _staggered_ok(model, ids, plain) -> bool:
     k = max(1, model.n_layers // 2)
     batch = _batch(model, ids)
-    clean = model.run(batch, capture="resid_pre")
-    out = model.run(
+    clean = _run(model, batch, capture="resid_pre")
+    out = _run(model,
         batch, variants=[[], []], start_layer=[0, k], start_states={k: clean.get("resid_pre", k)},
         capture=("resid_post", -1), _fallback=False,
     )  # fmt: skip
@@ -303,7 +317,7 @@ def _padding_mode(model, caps: Capabilities) -> str:
 
             batch = from_ids(model.tokenizer, [long[0].tolist(), short[0].tolist()], ["a", "b"], [None, None],
                              model.device)  # fmt: skip
-            out = model.run(batch, capture=("resid_post", -1), _fallback=False)
+            out = _run(model, batch, capture=("resid_post", -1), _fallback=False)
             if _close(_output(model, out)[1:, -1], alone):
                 return mode
         except Exception:  # noqa: S112 - a mode the model cannot take is simply not its mode
@@ -348,14 +362,14 @@ def _prefix_ok(model, ids, plain) -> bool:
     ids = ids[:, :3]
     plain = _plain_output(model, ids)
     batch = _batch(model, ids)
-    kept = model.run(batch, keep_cache=True)
-    reused = model.run(batch, variants=[[], []], prefix=kept, prefix_length=2, _fallback=False)
+    kept = _run(model, batch, keep_cache=True)
+    reused = _run(model, batch, variants=[[], []], prefix=kept, prefix_length=2, _fallback=False)
     if not _close(reused.logits[:1, -1], plain[:, -1]):
         return False
     if model.caps.staggered:  # the staggered path widens the prefix cache block by block
         k = max(1, model.n_layers // 2)
-        clean = model.run(batch, capture="resid_pre")
-        out = model.run(
+        clean = _run(model, batch, capture="resid_pre")
+        out = _run(model,
             batch, variants=[[], []], start_layer=[0, k], prefix=kept, prefix_length=2,
             start_states={k: clean.get("resid_pre", k)[:, 2:]}, _fallback=False,
         )  # fmt: skip

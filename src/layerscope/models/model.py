@@ -132,6 +132,33 @@ class Model:
             finally:
                 self._owner = None
 
+    @property
+    def max_positions(self) -> int | None:
+        """The most positions the model can read, where learned position embeddings fix it (GPT-2's
+        ``wpe``, OPT's ``embed_positions``); None where positions are computed (rotary, ALiBi)."""
+        config = _text_config(self.hf.config)
+        limit = next(
+            (getattr(config, k) for k in ("max_position_embeddings", "n_positions", "n_ctx")
+             if isinstance(getattr(config, k, None), int)), None,
+        )  # fmt: skip
+        if limit is None:
+            return None
+        tokens = self.adapter.embed
+        learned = any(  # a table of one row per position (OPT's has two extra rows)
+            isinstance(m, torch.nn.Embedding) and m is not tokens and limit <= m.num_embeddings <= limit + 2
+            for m in self.hf.modules()
+        )
+        return limit if learned else None
+
+    def check_length(self, n_tokens: int, what: str = "the prompt") -> None:
+        """Refuse a sequence longer than the model can read, with a message that says so."""
+        limit = self.max_positions
+        if limit is not None and n_tokens > limit:
+            raise InterventionError(
+                f"{what} needs {n_tokens} positions but {self.name!r} reads at most {limit} (learned position "
+                "embeddings): shorten it"
+            )
+
     def check_report(self) -> dict[str, str]:
         """Each self-check and its outcome (``"ok"`` or the message a refused use raises)."""
         report = {}
