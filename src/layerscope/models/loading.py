@@ -21,7 +21,9 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,10 +171,7 @@ def convert_gguf(source: ResolvedSource, progress: bool = True) -> Path:
     if (target / "config.json").exists():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    if not progress:
-        hf_logging.disable_progress_bar()
     folder, file = str(source.gguf.parent), source.gguf.name
     try:
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32)
@@ -195,6 +194,23 @@ def convert_gguf(source: ResolvedSource, progress: bool = True) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+@contextmanager
+def hf_progress(progress: bool):
+    """transformers' own bars ("Loading weights", "Writing model shards") only when asked for and on a
+    terminal: not with ``--json``, ``progress=False`` or in a log file. Restored afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    show = progress and sys.stderr.isatty()
+    if not show:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was and not show:
+            hf_logging.enable_progress_bar()
 
 
 def _first_line(err: BaseException) -> str:
@@ -267,6 +283,11 @@ def load_hf(
     progress: bool = True,
 ):
     """Load ``(hf_model, tokenizer, kind)`` from a resolved source; returns the model in eval mode."""
+    with hf_progress(progress):
+        return _load_hf(source, dtype, device, device_map, trust_remote_code, progress)
+
+
+def _load_hf(source, dtype, device, device_map, trust_remote_code, progress):
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     folder = convert_gguf(source, progress) if source.gguf is not None else source.folder
