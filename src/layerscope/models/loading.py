@@ -281,13 +281,15 @@ def load_hf(
     device_map: str | dict | None,
     trust_remote_code: bool,
     progress: bool = True,
+    max_memory: dict | None = None,
+    offload_folder: str | os.PathLike | None = None,
 ):
     """Load ``(hf_model, tokenizer, kind)`` from a resolved source; returns the model in eval mode."""
     with hf_progress(progress):
-        return _load_hf(source, dtype, device, device_map, trust_remote_code, progress)
+        return _load_hf(source, dtype, device, device_map, trust_remote_code, progress, max_memory, offload_folder)
 
 
-def _load_hf(source, dtype, device, device_map, trust_remote_code, progress):
+def _load_hf(source, dtype, device, device_map, trust_remote_code, progress, max_memory, offload_folder):
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     folder = convert_gguf(source, progress) if source.gguf is not None else source.folder
@@ -297,8 +299,14 @@ def _load_hf(source, dtype, device, device_map, trust_remote_code, progress):
     kind = source.kind if source.kind != "auto" else _guess_kind(config)
     auto = AutoModelForCausalLM if kind == "causal" else AutoModel
     kwargs = dict(dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code)
+    if max_memory is not None and device_map is None:
+        device_map = "auto"  # a memory budget means: place what fits, offload the rest
     if device_map is not None:
         kwargs["device_map"] = device_map
+        if max_memory is not None:
+            kwargs["max_memory"] = max_memory
+            # what does not fit goes to disk: a private folder unless one is given
+            kwargs["offload_folder"] = str(offload_folder or tempfile.mkdtemp(prefix="layerscope-offload-"))
     try:
         hf, info = auto.from_pretrained(folder, output_loading_info=True, **kwargs)
     except (OSError, ValueError, RuntimeError, KeyError) as err:  # size mismatches, unreadable shards

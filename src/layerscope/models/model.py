@@ -261,6 +261,8 @@ def load(
     progress: bool = True,
     head: Callable[[torch.Tensor], torch.Tensor] | None = None,
     parts: dict[str, str] | None = None,
+    max_memory: dict[int | str, str | int] | None = None,
+    offload_folder: str | os.PathLike | None = None,
 ) -> Model:
     """Load a model from disk (never from the network).
 
@@ -273,6 +275,10 @@ def load(
         device_map: passed to ``from_pretrained`` (e.g. ``"auto"`` to shard over several GPUs).
         trust_remote_code: off unless you pass True.
         head, parts: overrides for a model the self-check refuses (see :class:`Model`).
+        max_memory: a memory budget per device (accelerate's ``{"cpu": "2GB", 0: "20GB"}``): what does
+            not fit is offloaded to disk (``offload_folder``, default a temporary folder) and loaded
+            block by block as the forward needs it, so a model bigger than memory still runs, with
+            the same numbers (implies ``device_map="auto"``).
     """
     source = resolve(model)
     hf, tokenizer, kind, folder = load_hf(
@@ -282,6 +288,8 @@ def load(
         device_map=device_map,
         trust_remote_code=trust_remote_code,
         progress=progress,
+        max_memory=max_memory,
+        offload_folder=offload_folder,
     )
     description = source.description if source.gguf is None else f"{source.description} -> {folder}"
     return Model(hf, tokenizer, name=source.name, source=description, kind=kind, head=head, parts=parts)
