@@ -1,0 +1,124 @@
+"""A pool of Ray actors, each holding one model replica, fed one unit at a time.
+
+One unit in flight per actor keeps the scheduling simple and the memory of a worker to one unit's
+activations; a finished unit immediately frees its actor for the next. The pool owns the cluster
+it starts (``workers=N`` without an address) and leaves an existing one (``address=``) running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+
+from layerscope.distributed.units import ModelSpec, Throughput, Unit, build_model
+from layerscope.errors import LayerscopeError
+
+
+class _Worker:
+    """Runs units on its own model replica (one per actor, loaded once)."""
+
+    def __init__(self, spec: ModelSpec, threads: int):
+        import torch
+
+        torch.set_num_threads(threads)
+        self.model = build_model(spec)
+
+    def run(self, work: Callable, unit: Unit) -> list[dict]:
+        return work(self.model, unit)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise LayerscopeError(
+            "distributed runs need Ray: pip install 'layerscope[ray]' (or run without --workers/--ray)"
+        ) from None
+    return ray
+
+
+class RayPool:
+    """``with RayPool(spec, workers, address) as pool: for unit, rows, worker in pool.map(work, units)``."""
+
+    def __init__(
+        self, spec: ModelSpec, workers: int | None, address: str | None, gpus_per_worker: float, threads: int
+    ):
+        if not isinstance(spec, dict) and not callable(spec):
+            raise LayerscopeError(
+                "a distributed run needs a model spec each worker can load (a name, e.g. model='smollm2-135m'), "
+                "not a loaded model"
+            )
+        self.ray = _import_ray()
+        self.spec, self.address, self.gpus, self.threads = spec, address, gpus_per_worker, threads
+        self.requested = workers
+        self.owns_cluster = False
+        self.actors: list = []
+        self.throughput = Throughput()
+
+    def __enter__(self) -> RayPool:
+        ray = self.ray
+        if not ray.is_initialized():
+            env = {"PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), os.getcwd()) if p)}
+            options = dict(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+            if self.address is None:
+                ray.init(num_cpus=self.requested, **options)
+                self.owns_cluster = True
+            else:
+                ray.init(address=self.address, **options)
+        n = self.requested or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.actor_class = ray.remote(num_cpus=1, num_gpus=self.gpus)(_Worker)
+        self.actors = [self._start() for _ in range(n)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for actor in self.actors:
+            with contextlib.suppress(Exception):  # an actor that is already gone is what we want
+                self.ray.kill(actor)
+        if self.owns_cluster:
+            self.ray.shutdown()
+
+    def _start(self):
+        return self.actor_class.remote(self.spec, self.threads)
+
+    def map(self, work: Callable, units: Sequence[Unit], max_retries: int = 3) -> Iterator[tuple[Unit, list, int]]:
+        """Yield ``(unit, rows, worker index)`` as units finish (in any order)."""
+        from ray.exceptions import RayActorError, RayTaskError
+
+        queue = deque(units)
+        attempts: dict[str, int] = {}
+        in_flight: dict = {}
+
+        def submit(worker: int) -> None:
+            unit = queue.popleft()
+            in_flight[self.actors[worker].run.remote(work, unit)] = (worker, unit)
+
+        for worker in range(len(self.actors)):
+            if queue:
+                submit(worker)
+        while in_flight:
+            ready, _ = self.ray.wait(list(in_flight), num_returns=1)
+            worker, unit = in_flight.pop(ready[0])
+            try:
+                rows = self.ray.get(ready[0])
+            except RayActorError:  # the worker died mid-unit: a new one takes over, the unit runs again
+                key = repr(unit.key)
+                attempts[key] = attempts.get(key, 0) + 1
+                if attempts[key] > max_retries:
+                    raise LayerscopeError(
+                        f"unit {unit.key!r} lost its worker {attempts[key]} times: giving up (see the Ray logs)"
+                    ) from None
+                queue.appendleft(unit)
+                self.actors[worker] = self._start()
+                submit(worker)
+                continue
+            except RayTaskError as err:  # the unit itself raised: stop with that error
+                cause = getattr(err, "cause", None)
+                raise (cause if isinstance(cause, BaseException) else err) from None
+            yield unit, rows, worker
+            if queue:
+                submit(worker)

@@ -1,0 +1,95 @@
+"""Distributed units on a local Ray cluster of 2 CPU workers: the rows of one process, whatever dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from layerscope.distributed import run_units
+from layerscope.errors import LayerscopeError
+from layerscope.testing import tiny_model
+from layerscope.testing.units import noise_unit, tiny_spec, units
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _flat(results):
+    return sorted((row["unit"], row["layer"], row["token"], row["value"]) for rows in results.values() for row in rows)
+
+
+@pytest.fixture(scope="module")
+def single_process():
+    return run_units(units(), noise_unit, tiny_model("llama"), progress=False)
+
+
+def test_two_workers_give_the_rows_of_one_process(cluster, single_process):
+    distributed = run_units(units(), noise_unit, tiny_spec(), workers=2, progress=False)
+    assert list(distributed) == list(single_process)  # every unit, in unit order
+    for (a, b) in zip(_flat(distributed), _flat(single_process), strict=True):
+        assert a[:3] == b[:3] and abs(a[3] - b[3]) <= 1e-6
+
+
+def test_a_worker_that_dies_mid_unit_is_replaced_and_nothing_is_lost(cluster, single_process, tmp_path):
+    from layerscope.io import Checkpoint
+
+    marker = tmp_path / "crashed"
+    checkpoint = Checkpoint(tmp_path / "run.jsonl", {"test": "crash"})
+    distributed = run_units(
+        units(crash_marker=str(marker)), noise_unit, tiny_spec(), workers=2, checkpoint=checkpoint, progress=False
+    )
+    assert marker.exists()  # a worker did die
+    assert _flat(distributed) == _flat(single_process)
+    lines = (tmp_path / "run.jsonl").read_text().splitlines()[1:]
+    assert len(lines) == len(units())  # each unit's rows written exactly once
+
+
+def test_a_unit_that_raises_stops_the_run_with_its_error(cluster):
+    start = time.perf_counter()
+    with pytest.raises(LayerscopeError, match=r"unit \('unit', 5\) has bad input"):
+        run_units(units(fail_key=("unit", 5)), noise_unit, tiny_spec(), workers=2, progress=False)
+    assert time.perf_counter() - start < 60
+
+
+DRIVER = """
+import sys
+from layerscope.distributed import run_units
+from layerscope.io import Checkpoint
+from layerscope.testing.units import noise_unit, tiny_spec, units, slow_unit
+checkpoint = Checkpoint(sys.argv[1], {"test": "driver"})
+run_units(units(), slow_unit if sys.argv[2] == "slow" else noise_unit, tiny_spec(), workers=2,
+          checkpoint=checkpoint, progress=False)
+"""
+
+
+def test_sigkill_of_the_driver_then_resume_gives_the_same_rows(single_process, tmp_path):
+    from layerscope.io import Checkpoint
+
+    path = tmp_path / "run.jsonl"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")])}
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(path), "slow"], env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not path.exists() or len(path.read_text().splitlines()) < 4):
+        time.sleep(0.2)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    done = len(path.read_text().splitlines()) - 1
+    assert 0 < done < len(units())  # killed mid-run
+    subprocess.run([sys.executable, "-c", DRIVER, str(path), "fast"], env=env, check=True, timeout=300)
+    resumed = Checkpoint(path, {"test": "driver"})
+    rows = sorted((r["unit"], r["layer"], r["token"], r["value"]) for r in resumed.rows())
+    assert len(path.read_text().splitlines()) - 1 == len(units())  # no unit written twice
+    for a, b in zip(rows, _flat(single_process), strict=True):
+        assert a[:3] == b[:3] and abs(a[3] - b[3]) <= 1e-6
