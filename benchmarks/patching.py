@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 
 import layerscope as ls
-from layerscope.patching import activation_patching
+from layerscope.methods.patching.api import activation_patching
 
 SHORT = ("The Eiffel Tower is located in the city of", "The Colosseum is located in the city of")
 LONG_TEXT = (

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from layerscope import attend
 from layerscope.errors import LayerscopeError
-from layerscope.io import Checkpoint
+from layerscope.methods.attend import api as attend
+from layerscope.results.io import Checkpoint
 from tests.conftest import save_model_dir, tiny
 from tests.helpers import assert_clean, freeze_hooks, hf_logits, random_like, run_cli, shuffled, site_hook, with_hooks
 
@@ -394,8 +394,8 @@ def test_spain_france_italy_switch_on_the_default_model(default_model):
 
 
 def test_demo_section_runs_and_reports(tmp_path):
-    from layerscope.cli.attend import DEMO_SECTIONS
-    from layerscope.report import Report
+    from layerscope.methods.attend.report import DEMO_SECTIONS
+    from layerscope.results.report import Report
 
     (name, section), *_ = DEMO_SECTIONS
     report = Report("demo")

@@ -14,7 +14,13 @@ from sklearn.preprocessing import StandardScaler
 
 from layerscope.augment import augment_views
 from layerscope.errors import LayerscopeError
-from layerscope.layer_by_layer import METRIC_NAMES, best_vs_last, depth_states, probe_layers, representation_metrics
+from layerscope.methods.layer_by_layer.api import (
+    METRIC_NAMES,
+    best_vs_last,
+    depth_states,
+    probe_layers,
+    representation_metrics,
+)
 from layerscope.metrics import curvature, dime, effective_rank, infonce, lidar, matrix_entropy, prompt_entropy
 from layerscope.testing import tiny_model
 from tests.conftest import save_model_dir, tiny
@@ -225,7 +231,7 @@ def test_unknown_task_lists_tasks(capsys, model_dir):
 
 def test_plan_chunks_longest_first_within_budget_and_cap():
     from layerscope.engine.chunking import row_bytes
-    from layerscope.layer_by_layer import plan_chunks, token_lengths
+    from layerscope.methods.layer_by_layer.api import plan_chunks, token_lengths
 
     model = tiny("llama")
     lengths = token_lengths(model, TEXTS)
@@ -247,7 +253,7 @@ def test_plan_chunks_longest_first_within_budget_and_cap():
 
 
 def test_pooled_states_keep_text_order_whatever_the_chunking():
-    from layerscope.layer_by_layer import pooled_states
+    from layerscope.methods.layer_by_layer.api import pooled_states
 
     model = tiny("llama")
     expected = reference_pooled(model, TEXTS).float()
@@ -257,7 +263,7 @@ def test_pooled_states_keep_text_order_whatever_the_chunking():
 
 
 def test_drop_dims_zeroes_those_dimensions_everywhere():
-    from layerscope.layer_by_layer import pooled_states
+    from layerscope.methods.layer_by_layer.api import pooled_states
 
     model = tiny("llama")
     got = pooled_states(model, TEXTS, drop_dims=[3, 0, 3], progress=False)
@@ -280,8 +286,8 @@ def two_models():
 
 
 def test_compare_models_is_each_model_alone_on_a_relative_depth_axis(tmp_path):
-    from layerscope.io import Checkpoint
-    from layerscope.layer_by_layer import compare_models
+    from layerscope.methods.layer_by_layer.api import compare_models
+    from layerscope.results.io import Checkpoint
 
     models = two_models()
     metrics = ["prompt_entropy", "dataset_entropy", "infonce"]
@@ -302,7 +308,7 @@ def test_compare_models_is_each_model_alone_on_a_relative_depth_axis(tmp_path):
 
 
 def test_compare_models_rejects_duplicates_and_bad_metrics_before_loading():
-    from layerscope.layer_by_layer import compare_models
+    from layerscope.methods.layer_by_layer.api import compare_models
 
     with pytest.raises(LayerscopeError, match="twice"):
         compare_models([tiny("llama"), tiny("llama")], TEXTS, ["curvature"])
@@ -313,7 +319,7 @@ def test_compare_models_rejects_duplicates_and_bad_metrics_before_loading():
 
 
 def test_compare_probes_and_summary():
-    from layerscope.layer_by_layer import compare_probes, probe_summary
+    from layerscope.methods.layer_by_layer.api import compare_probes, probe_summary
 
     models = two_models()
     texts = [f"{w} item number {i}" for i in range(9) for w in ("good", "bad")]
@@ -335,7 +341,7 @@ def test_compare_probes_and_summary():
 
 
 def test_top_dimensions_match_numpy():
-    from layerscope.layer_by_layer import top_dimensions
+    from layerscope.methods.layer_by_layer.api import top_dimensions
 
     model = tiny("llama")
     table = top_dimensions(model, TEXTS, top=2, batch_size=3, progress=False)
@@ -353,7 +359,7 @@ def test_top_dimensions_match_numpy():
 
 
 def test_checkpoint_rows_of():
-    from layerscope.io import Checkpoint
+    from layerscope.results.io import Checkpoint
 
     ckpt = Checkpoint(None)
     ckpt.add(["m", "t"], [{"a": 1}])
@@ -427,8 +433,9 @@ def test_model_and_models_together_is_an_error(capsys, two_model_dirs):
 
 
 def test_demo_section_is_listed_and_runs(tmp_path):
-    from layerscope.cli import demo, layers
-    from layerscope.report import Report
+    from layerscope.cli import demo
+    from layerscope.methods.layer_by_layer import report as layers
+    from layerscope.results.report import Report
 
     assert ("layer by layer", layers.section_layer_by_layer) in demo.sections()
     report = Report("t")
@@ -441,7 +448,7 @@ def test_demo_section_is_listed_and_runs(tmp_path):
 
 
 def test_model_plots_accept_partial_tables(tmp_path):
-    from layerscope.plotting import metric_curves_by_model, probe_curves_by_model
+    from layerscope.methods.layer_by_layer.plots import metric_curves_by_model, probe_curves_by_model
 
     metrics = pd.DataFrame(
         [{"model": "a", "relative_depth": d / 2, "metric": "prompt_entropy", "value": 0.5} for d in range(3)]

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import layerscope as ls
-from layerscope import loops as L
 from layerscope.errors import LayerscopeError
+from layerscope.methods.loops import api as L
 from tests.conftest import save_model_dir, tiny
 from tests.helpers import assert_clean, hf_hidden_states, looped_copy, run_cli, with_hooks
 
@@ -211,7 +211,7 @@ def test_self_verification_against_direct_computations():
 
 
 def test_self_verification_resumes_from_a_checkpoint(tmp_path):
-    from layerscope.io import Checkpoint
+    from layerscope.results.io import Checkpoint
 
     model = tiny("llama")
     task = L.arithmetic_task(model, 20)
@@ -494,8 +494,8 @@ def test_freeze_at_an_iteration_that_never_runs():
 
 
 def test_demo_section_on_a_tiny_model(tmp_path):
-    from layerscope.cli.loops import section_loops
-    from layerscope.report import Report
+    from layerscope.methods.loops.report import section_loops
+    from layerscope.results.report import Report
 
     rows = section_loops(tiny("llama"), Report("t"), tmp_path)
     assert (tmp_path / "loops_verify.png").exists() and (tmp_path / "loops_inject.png").exists()

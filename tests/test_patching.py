@@ -1,4 +1,4 @@
-"""layerscope.patching: the (layer, position) patching grid vs a hand-written HF hook loop, and the CLI."""
+"""layerscope.methods.patching.api: the (layer, position) patching grid vs a hand-written HF hook loop, and the CLI."""
 
 import json
 
@@ -9,7 +9,7 @@ from layerscope.engine.chunking import row_bytes
 from layerscope.engine.interventions import patch
 from layerscope.engine.plan import compile_plan
 from layerscope.errors import LayerscopeError
-from layerscope.patching import GROUPINGS, activation_patching, plan_tiles
+from layerscope.methods.patching.api import GROUPINGS, activation_patching, plan_tiles
 from tests.conftest import tiny
 from tests.helpers import assert_clean, hf_logits, run_cli, site_hook, with_hooks
 
@@ -254,9 +254,9 @@ def test_cli_json_rows_heatmap_and_errors(capsys, tmp_path, monkeypatch):
 
 
 def test_demo_section_writes_the_heatmap(tmp_path, monkeypatch):
-    import layerscope.cli.sweep as sweep_cli
-    from layerscope.cli.sweep import DEMO_SECTIONS
-    from layerscope.report import Report
+    import layerscope.methods.patching.report as sweep_cli
+    from layerscope.methods.patching.report import DEMO_SECTIONS
+    from layerscope.results.report import Report
 
     monkeypatch.setattr(sweep_cli, "DEMO_PAIR", (CLEAN, CORRUPT, "paris", "rome"))  # the tiny vocabulary
     model = tiny("llama")

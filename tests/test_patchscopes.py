@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from layerscope.errors import LayerscopeError, SiteError
-from layerscope.patchscopes import (
+from layerscope.methods.patchscopes import (
     IDENTITY_PROMPT,
     AffineMap,
     LogitLens,
@@ -20,8 +20,8 @@ from layerscope.patchscopes import (
     patchscope,
     placeholder_position,
 )
-from layerscope.patchscopes.core import layer_pairs
-from layerscope.patchscopes.evaluate import (
+from layerscope.methods.patchscopes.core import layer_pairs
+from layerscope.methods.patchscopes.evaluate import (
     attribute_probe,
     clean_description,
     eval_attributes,
@@ -323,7 +323,7 @@ def test_lenses_are_patchscopes_at_the_last_layer():
             assert len(merged) == model.n_layers
             assert (merged.top_token_id == merged.top_token_id_ps).all()
             np.testing.assert_allclose(merged.prob, merged.prob_ps, atol=1e-5)
-    from layerscope.lens import logit_lens
+    from layerscope.methods.lens.api import logit_lens
 
     ref = logit_lens(model, prompt)
     ref = ref[ref.position.isin([2, 4])].sort_values(["layer", "position"])
@@ -392,8 +392,8 @@ def test_mentions_and_descriptions():
 
 
 def test_attribute_probe_counts_unlearnable_items_as_wrong():
-    from layerscope.layer_by_layer import probe_accuracy
-    from layerscope.patchscopes.core import Source, capture_sources
+    from layerscope.methods.layer_by_layer.api import probe_accuracy
+    from layerscope.methods.patchscopes.core import Source, capture_sources
 
     model = tiny("llama")
     objects = ["paris"] * 4 + ["rome"] * 4 + ["madrid"] * 2  # madrid has fewer subjects than folds
@@ -420,7 +420,7 @@ def test_eval_attributes_and_resume(tmp_path, monkeypatch):
     )
     assert {"patchscope_best", "probe_best", "probe_learnable"} <= set(summary.columns)
     # a rerun with the checkpoint does not run the Patchscope again
-    import layerscope.patchscopes.evaluate as ev
+    import layerscope.methods.patchscopes.evaluate as ev
 
     monkeypatch.setattr(ev, "patchscope", lambda *a, **k: pytest.fail("recomputed a finished relation"))
     again = eval_attributes(model, ["country_capital", "element_symbol"], **kwargs)
@@ -540,8 +540,8 @@ def test_default_model_identity_last_layer_is_its_own_prediction(default_model):
 
 
 def test_demo_section_on_a_tiny_model(tmp_path, monkeypatch):
-    from layerscope.cli.patchscope import DEMO_SECTIONS
-    from layerscope.report import Report
+    from layerscope.methods.patchscopes.report import DEMO_SECTIONS
+    from layerscope.results.report import Report
 
     monkeypatch.setenv("LAYERSCOPE_CACHE", str(tmp_path / "cache"))
     ((name, section),) = DEMO_SECTIONS
@@ -553,8 +553,8 @@ def test_demo_section_on_a_tiny_model(tmp_path, monkeypatch):
 
 def test_demo_lens_prefers_the_cached_full_lens(tmp_path, monkeypatch):
     # the demo fits a cheap lens when the full one is not cached, and reuses the full one when it is
-    from layerscope.cli.patchscope import DEMO_LENS_TEXTS, demo_lens
-    from layerscope.patchscopes.lenses import corpus_split
+    from layerscope.methods.patchscopes.report import DEMO_LENS_TEXTS, demo_lens
+    from layerscope.readout.lenses import corpus_split
 
     monkeypatch.setenv("LAYERSCOPE_CACHE", str(tmp_path / "cache"))
     model = tiny("llama")

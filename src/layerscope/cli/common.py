@@ -10,10 +10,12 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 
-from layerscope.io import table_records
+from layerscope.errors import LayerscopeError
+from layerscope.results.io import table_records
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +42,15 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
 
 def status(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def read_texts(path: str) -> list[str]:
+    """The non-empty lines of a text file (``--texts FILE``), stripped."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise LayerscopeError(f"cannot read {path}: {error.strerror or error}") from None
+    return [line.strip() for line in lines if line.strip()]
 
 
 def load_model(args: argparse.Namespace):

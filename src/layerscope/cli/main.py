@@ -6,12 +6,10 @@ import argparse
 import os
 import sys
 
-from layerscope.cli import attend, basic, demo, layers, loops, patchscope, sweep
+from layerscope.cli import basic, demo
 from layerscope.cli.common import add_common_options
 from layerscope.errors import LayerscopeError
-
-# Each module registers its own commands; `demo` comes last in --help.
-COMMAND_MODULES = (basic, layers, patchscope, attend, loops, sweep, demo)
+from layerscope.methods import METHODS, cli_module
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,8 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    for module in COMMAND_MODULES:
-        module.register(command)
+    # the commands that are no method, then every registered method's, then `demo` last in --help
+    basic.register(command)
+    for name in METHODS:
+        cli_module(name).register(command)
+    demo.register(command)
     return parser
 
 

@@ -24,10 +24,10 @@ import torch
 from layerscope.engine.chunking import DEFAULT_BUDGET
 from layerscope.engine.interventions import LayerSpec
 from layerscope.errors import LayerscopeError
-from layerscope.io import Checkpoint
-from layerscope.patchscopes.core import Source, capture_sources, decode_states, layers_of, patchscope
-from layerscope.patchscopes.lenses import LogitLens, TunedLens, corpus_split
-from layerscope.patchscopes.presets import DESCRIBE_PROMPT, IDENTITY_PROMPT
+from layerscope.methods.patchscopes.core import Source, capture_sources, decode_states, layers_of, patchscope
+from layerscope.methods.patchscopes.presets import DESCRIBE_PROMPT, IDENTITY_PROMPT
+from layerscope.readout.lenses import LogitLens, TunedLens, corpus_split
+from layerscope.results.io import Checkpoint
 
 METHODS = ("patchscope", "logit_lens", "tuned_lens")
 
@@ -167,11 +167,11 @@ def attribute_probe(
     """Logistic-regression probe per layer: the subject's last-token state -> the object (k-fold CV).
 
     A classifier can only answer objects it saw in training, so objects with fewer than ``folds``
-    subjects cannot be learned: the probe is cross-validated (``layer_by_layer.probe_accuracy``) on
+    subjects cannot be learned: the probe is cross-validated (:func:`layerscope.readout.probes.probe_accuracy`) on
     the items whose object occurs at least ``folds`` times, and those accuracies are scaled to all
     items (the other items count as wrong). ``learnable`` says how many items that is.
     """
-    from layerscope.layer_by_layer import probe_accuracy
+    from layerscope.readout.probes import probe_accuracy
 
     labels = np.asarray([row["object"] for row in items])
     values, counts = np.unique(labels, return_counts=True)

@@ -15,7 +15,7 @@ What this module measures (METHODS.md section 4), for a task with an oracle veri
 - ``P_TP``: how often the model's own greedy answer to the task is correct;
 - ``P_SV``: how often the model's language self-verification of a (question, answer) pair
   ("... Answer Yes or No.", read as P(Yes) vs P(No) at the next token) agrees with V;
-- ``P_RR(step)``: cross-validated accuracy of a linear probe (:func:`layerscope.layer_by_layer.probe_accuracy`)
+- ``P_RR(step)``: cross-validated accuracy of a linear probe (:func:`layerscope.readout.probes.probe_accuracy`)
   on the verification prompt's last-token ``resid_post`` at each (layer, iteration), predicting V;
 
 each per loop count. Concepts: a direction by difference of means (concept sentences minus neutral
@@ -475,8 +475,8 @@ def self_verification(
         task: from :func:`load_oracle_task`.
         block: the looped block ``[a, b)`` (default: the middle third).
         probe_layers: layers probed (default all; inside the block at every iteration).
-        folds, seed: stratified k-fold CV of :func:`layerscope.layer_by_layer.probe_accuracy`.
-        checkpoint: an :class:`layerscope.io.Checkpoint`; finished loop counts are skipped.
+        folds, seed: stratified k-fold CV of :func:`layerscope.readout.probes.probe_accuracy`.
+        checkpoint: an :class:`layerscope.results.io.Checkpoint`; finished loop counts are skipped.
     Returns:
         Tidy rows ``task, loops, metric, layer, iteration, step, value, std, n``; ``metric`` is
         ``P_TP``, ``P_SV``, ``yes_rate`` (share of Yes verdicts), ``p_yes`` (mean normalised P(Yes))
@@ -484,7 +484,7 @@ def self_verification(
     """
     from threadpoolctl import threadpool_limits
 
-    from layerscope.layer_by_layer import probe_accuracy
+    from layerscope.readout.probes import probe_accuracy
 
     block = parse_block(block, model.n_layers)
     loops = parse_loops(loops)

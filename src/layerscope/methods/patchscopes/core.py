@@ -371,7 +371,7 @@ def patchscope(
     Example:
         >>> patchscope(model, "Alexander the Great", "Great", DESCRIBE_PROMPT, source_layers="0:30:5")
     """
-    from layerscope.patchscopes.presets import IDENTITY_PROMPT
+    from layerscope.methods.patchscopes.presets import IDENTITY_PROMPT
 
     target_model = model if target_model is None else target_model
     target = IDENTITY_PROMPT if target is None else target

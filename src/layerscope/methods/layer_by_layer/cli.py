@@ -6,18 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from layerscope.cli.common import emit, load_model, status
+from layerscope.cli.common import emit, load_model, read_texts, status
 from layerscope.errors import LayerscopeError
 
 PROBE_TASKS = ("sentiment", "topic", "fact_opinion")
-
-
-def read_texts(path: str) -> list[str]:
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise LayerscopeError(f"cannot read {path}: {error.strerror or error}") from None
-    return [line.strip() for line in lines if line.strip()]
 
 
 def load_task(task: str) -> tuple[list[str], list]:
@@ -60,14 +52,14 @@ def _load_options(args: argparse.Namespace) -> dict:
 
 
 def _checkpoint(args: argparse.Namespace, config: dict):
-    from layerscope.io import Checkpoint
+    from layerscope.results.io import Checkpoint
 
     return Checkpoint(args.resume, config=config) if args.resume else None
 
 
 def _save(table, args: argparse.Namespace) -> None:
     if args.save:
-        from layerscope.io import save_table
+        from layerscope.results.io import save_table
 
         status(f"wrote {save_table(table, args.save)}")
 
@@ -83,8 +75,8 @@ def _batching(args: argparse.Namespace) -> dict:
 
 def cmd_metrics(args: argparse.Namespace) -> None:
     from layerscope.datasets import load_corpus
-    from layerscope.layer_by_layer import canonical_metric, compare_models, representation_metrics
-    from layerscope.plotting import metric_curves, metric_curves_by_model
+    from layerscope.methods.layer_by_layer.api import canonical_metric, compare_models, representation_metrics
+    from layerscope.methods.layer_by_layer.plots import metric_curves, metric_curves_by_model
 
     metrics = [canonical_metric(m) for m in args.metrics.split(",") if m.strip()]
     if not metrics:
@@ -139,8 +131,8 @@ def cmd_metrics(args: argparse.Namespace) -> None:
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
-    from layerscope.layer_by_layer import best_vs_last, compare_probes, probe_layers, probe_summary
-    from layerscope.plotting import probe_curve, probe_curves_by_model
+    from layerscope.methods.layer_by_layer.api import best_vs_last, compare_probes, probe_layers, probe_summary
+    from layerscope.methods.layer_by_layer.plots import probe_curve, probe_curves_by_model
 
     task_names = [t.strip() for t in args.task.split(",") if t.strip()]
     if not task_names:
@@ -195,68 +187,9 @@ def cmd_probe(args: argparse.Namespace) -> None:
     emit(table, args, summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
-DEMO_TEXTS = 48
-"""Corpus lines for the demo's metric curves (the cheap metrics only: one forward pass each)."""
-DEMO_PROBE_PER_CLASS = 80
-"""Sentiment examples per class for the demo's probe."""
-
-
-def section_layer_by_layer(model, report, out_dir: Path) -> list[dict]:
-    import pandas as pd
-
-    from layerscope.datasets import load_corpus, load_dataset
-    from layerscope.layer_by_layer import best_vs_last, probe_layers, representation_metrics
-    from layerscope.plotting import metric_curves, probe_curve
-
-    report.section(
-        "Layer by Layer",
-        f"Representation metrics per depth (0 = embeddings, d = output of block d-1, before the final "
-        f"norm) on {DEMO_TEXTS} corpus lines, max-normalised: prompt entropy, dataset entropy (mean pooling) "
-        f"and curvature. Then a logistic-regression probe per depth (5-fold CV) on {2 * DEMO_PROBE_PER_CLASS} "
-        "examples of the sentiment task: intermediate depths often beat the last one (Skean et al., ICML "
-        "2025). The invariance metrics (InfoNCE, LiDAR, DiME) and other models: `layerscope metrics --models`.",
-    )
-    metrics = representation_metrics(
-        model, load_corpus()[:DEMO_TEXTS], ["prompt_entropy", "dataset_entropy", "curvature"], progress=False
-    )
-    report.image(metric_curves(metrics, out_dir / "layer_metrics.png", title=f"Layer by Layer: {model.name}"))
-    report.table(metrics.pivot(index="depth", columns="metric", values="value").reset_index())
-    sentiment = load_dataset("sentiment")
-    chosen = [r for r in sentiment if r["label"] == "positive"][:DEMO_PROBE_PER_CLASS] + [
-        r for r in sentiment if r["label"] == "negative"
-    ][:DEMO_PROBE_PER_CLASS]
-    probe = probe_layers(model, [r["text"] for r in chosen], [r["label"] for r in chosen], progress=False)
-    report.image(probe_curve(probe, out_dir / "probe_sentiment.png", title=f"Sentiment probe: {model.name}"))
-    summary = best_vs_last(probe)
-    report.table(pd.DataFrame([summary]))
-    rows = [
-        {
-            "section": "layer_by_layer",
-            "metric": name,
-            "depth": int(group.loc[group["value"].idxmin(), "depth"]),
-            "value": float(group["value"].min()),
-            "note": "minimum over depth",
-        }
-        for name, group in metrics.groupby("metric", sort=False)
-    ]
-    rows.append(
-        {
-            "section": "layer_by_layer",
-            "metric": "sentiment_probe_accuracy",
-            "depth": summary["best_depth"],
-            "value": summary["best_accuracy"],
-            "note": f"best depth; last depth {summary['last_depth']}: {summary['last_accuracy']:.3f}",
-        }
-    )
-    return rows
-
-
-DEMO_SECTIONS = [("layer by layer", section_layer_by_layer)]
-
-
 def _add_batching(p: argparse.ArgumentParser) -> None:
     from layerscope.engine.chunking import DEFAULT_BUDGET
-    from layerscope.layer_by_layer import DEFAULT_BATCH_SIZE
+    from layerscope.methods.layer_by_layer.api import DEFAULT_BATCH_SIZE
 
     p.add_argument(
         "--batch-budget",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from layerscope.cli.common import add_action, add_batch_budget, emit, load_model, status
 from layerscope.errors import LayerscopeError
@@ -21,9 +20,9 @@ def _print_help(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from layerscope import attend
     from layerscope.engine.chunking import parse_budget
-    from layerscope.io import Checkpoint, save_table
+    from layerscope.methods.attend import api as attend
+    from layerscope.results.io import Checkpoint, save_table
 
     names = [attend.canonical_manipulation(m) for m in _split(args.manipulation)]
     if not names:
@@ -73,7 +72,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         where = f"from layer {layer} on" if layer is not None else "at no swept layer to the end"
         status(f"{name}: accuracy stays within {args.tolerance:.0%} of clean accuracy {where}")
     if args.out:
-        from layerscope.plotting import attend_curves
+        from layerscope.methods.attend.plots import attend_curves
 
         title = f"{args.task}: past-token manipulations from layer k on ({model.name})"
         status(f"wrote {attend_curves(table, args.out, title=title)}")
@@ -86,8 +85,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_switch(args: argparse.Namespace) -> None:
-    from layerscope import attend
     from layerscope.engine.chunking import parse_budget
+    from layerscope.methods.attend import api as attend
 
     parse_budget(args.batch_budget)
     answers = _split(args.answers) if args.answers else []
@@ -116,82 +115,16 @@ def cmd_switch(args: argparse.Namespace) -> None:
         else "the switch is not ignored at the last swept layer"
     )
     if args.out:
-        from layerscope.plotting import switch_curves
+        from layerscope.methods.attend.plots import switch_curves
 
         status(f"wrote {switch_curves(table, args.out, title=f'Switch {args.position!r} -> {args.source_position!r}')}")
     columns = ["layer", "top_token"] + [c for c in table.columns if c.startswith("p_")]
     emit(table[columns + ["top_prob", "ignored"]], args)
 
 
-def section_attend(model, report, out_dir: Path) -> list[dict]:
-    """The Spain/France/Italy switch and the random-manipulation curve on capitals (~1 min on CPU)."""
-    from layerscope import attend
-    from layerscope.plotting import attend_curves, switch_curves
-
-    example = attend.SWITCH_EXAMPLE
-    report.section(
-        "Attend first, consolidate later: the switch",
-        f"The prompt {example['prompt']!r}, with the state of 'France' replaced, from layer k on (resid_pre at "
-        f"every layer >= k), by the state of 'Italy' in {example['source']!r} at the same layer. Early k: the "
-        "model follows the switch (Rome); from some layer on it has already read 'France' and ignores it (Paris).",
-    )
-    table = attend.switch(
-        model,
-        example["prompt"],
-        example["position"],
-        example["source"],
-        example["source_position"],
-        example["answers"],
-    )
-    keys = [attend.answer_key(a) for a in example["answers"]]
-    report.image(switch_curves(table, out_dir / "attend_switch.png", title="Spain/France/Italy switch"))
-    report.table(table[["layer", "top_token", *keys, "ignored"]])
-    ignored = attend.ignored_from(table)
-    rows = [
-        {
-            "section": "attend_switch",
-            "layer": ignored,
-            "note": "first layer from which the switch is ignored",
-            **{key: float(table.loc[table["layer"] == 0, key].iloc[0]) for key in keys},
-        }
-    ]
-    limit = 24  # and every 5th k on the default model: well under a minute on an idle 2-core CPU
-    report.section(
-        "Attend first, consolidate later: random previous tokens",
-        f"Capitals (one-shot Q/A, first {limit} items): every token but the last replaced, at resid_pre[k], by "
-        "norm-matched Gaussian noise; first-token accuracy and the answer's probability per k. "
-        "Run `layerscope attend sweep --task capitals --manipulation random,freeze,shuffle,skip-attention` "
-        "for all items and manipulations with the exact greedy match.",
-    )
-    sweep = attend.sweep_task(
-        model,
-        attend.task_items("capitals", limit=limit),
-        ["random"],
-        f"0:{model.n_layers}:{max(1, model.n_layers // 6)}",
-        match="first-token",
-        progress=False,
-        task="capitals",
-    )
-    report.image(attend_curves(sweep, out_dir / "attend_random.png", title="Capitals: random previous tokens"))
-    report.table(sweep[["layer", "accuracy", "answer_prob", "n", "clean_accuracy"]])
-    stable = attend.stable_from(sweep)["random"]
-    rows.append(
-        {
-            "section": "attend_random",
-            "layer": stable,
-            "note": "first layer from which accuracy stays within 10% of clean "
-            f"({sweep['clean_accuracy'].iloc[0]:.3f})",
-        }
-    )
-    return rows
-
-
-DEMO_SECTIONS = [("attend first, consolidate later", section_attend)]
-
-
 def register(command) -> None:
     """Add this module's commands through ``command(name, func, help, description)``."""
-    from layerscope.attend import MANIPULATIONS, MATCHES, TASKS
+    from layerscope.methods.attend.api import MANIPULATIONS, MATCHES, TASKS
 
     p = command(
         "attend",

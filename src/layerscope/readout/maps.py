@@ -89,7 +89,7 @@ def save_maps(path: str | os.PathLike, maps: dict[str, AffineMap], metadata: dic
     """Save named affine maps and a JSON-able ``metadata`` dict as one safetensors file (atomically)."""
     from safetensors.torch import save_file
 
-    from layerscope.io import atomic_write
+    from layerscope.results.io import atomic_write
 
     tensors = {}
     for key, m in maps.items():

@@ -417,7 +417,7 @@ def sweep_task(
 
     Items are scored in groups of similar prompt length (at most ``max_group_rows`` prompts, and a
     clean run that fits ``batch_budget``); each group is one :func:`evaluate` sweep. With
-    ``checkpoint`` (an :class:`layerscope.io.Checkpoint`) finished groups are skipped on a rerun.
+    ``checkpoint`` (an :class:`layerscope.results.io.Checkpoint`) finished groups are skipped on a rerun.
 
     Returns:
         One row per (layer, manipulation): ``task, layer, manipulation, accuracy, answer_prob, n,

@@ -7,14 +7,11 @@ import re
 import time
 from pathlib import Path
 
-from layerscope.cli.common import add_action, add_batch_budget, emit, load_model, status
+from layerscope.cli.common import add_action, add_batch_budget, emit, load_model, read_texts, status
 from layerscope.errors import LayerscopeError
+from layerscope.results.report import shorten
 
 TARGET_PRESETS = ("identity", "describe")
-#: a name the 135M default model knows (its early/middle layers describe it; "Alexander the Great" it does not)
-DEMO_ENTITY = "Albert Einstein"
-#: corpus lines for the demo's own tuned lens when the full one (``layerscope eval next-token``) is not cached
-DEMO_LENS_TEXTS = 80
 
 
 def parse_position(text: str):
@@ -23,19 +20,14 @@ def parse_position(text: str):
 
 
 def parse_target(text: str) -> str:
-    from layerscope.patchscopes import DESCRIBE_PROMPT, IDENTITY_PROMPT
+    from layerscope.methods.patchscopes import DESCRIBE_PROMPT, IDENTITY_PROMPT
 
     return {"identity": IDENTITY_PROMPT, "describe": DESCRIBE_PROMPT}.get(text, text)
 
 
-def _show(text: str, width: int = 70) -> str:
-    shown = repr(text)[1:-1]
-    return shown if len(shown) <= width else shown[: width - 3] + "..."
-
-
 def _save(table, path: str | None) -> None:
     if path:
-        from layerscope.io import save_table
+        from layerscope.results.io import save_table
 
         try:
             status(f"wrote {save_table(table, path)}")
@@ -44,7 +36,7 @@ def _save(table, path: str | None) -> None:
 
 
 def cmd_patchscope(args: argparse.Namespace) -> None:
-    from layerscope.patchscopes import patchscope
+    from layerscope.methods.patchscopes import patchscope
 
     model = load_model(args)
     target_model, mapping = model, None
@@ -70,7 +62,7 @@ def cmd_patchscope(args: argparse.Namespace) -> None:
     status(f"{len(table)} patched runs in {time.perf_counter() - start:.1f}s")
     _save(table, args.save)
     readable = table.assign(
-        top_token=[_show(t, 14) for t in table["top_token"]], text=[_show(t) for t in table["text"]]
+        top_token=[shorten(t, 14) for t in table["top_token"]], text=[shorten(t) for t in table["text"]]
     )
     columns = ["source_layer", "target_layer", "top_token", "prob", "text"]
     if table["source_position"].nunique() > 1:
@@ -80,10 +72,10 @@ def cmd_patchscope(args: argparse.Namespace) -> None:
 
 def _cross_model(args: argparse.Namespace, model):
     """Load the target model and fit affine maps for the requested (l, l*) pairs on shared text."""
+    from layerscope.methods.patchscopes.core import layer_pairs
     from layerscope.models.model import load
-    from layerscope.patchscopes.core import layer_pairs
-    from layerscope.patchscopes.lenses import corpus_split
-    from layerscope.patchscopes.mapping import fit_cross_model
+    from layerscope.readout.lenses import corpus_split
+    from layerscope.readout.maps import fit_cross_model
 
     if args.target_layers == "same":
         raise LayerscopeError("with --target-model, give --target-layers explicitly (e.g. '0,6,12' or 'all')")
@@ -100,10 +92,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def _eval_next_token(args: argparse.Namespace) -> None:
-    from layerscope.cli.layers import read_texts
-    from layerscope.patchscopes.evaluate import canonical_method, eval_next_token
-    from layerscope.patchscopes.lenses import TunedLens
-    from layerscope.plotting import layer_curves
+    from layerscope.methods.patchscopes.evaluate import canonical_method, eval_next_token
+    from layerscope.methods.patchscopes.plots import layer_curves
+    from layerscope.readout.lenses import TunedLens
 
     methods = [canonical_method(m) for m in args.methods.split(",") if m.strip()]
     if not methods:
@@ -169,8 +160,8 @@ def _positive_int(text: str, name: str) -> int:
 def _eval_attributes(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from layerscope.patchscopes.evaluate import eval_attributes
-    from layerscope.plotting import pair_heatmap
+    from layerscope.methods.patchscopes.evaluate import eval_attributes
+    from layerscope.methods.patchscopes.plots import pair_heatmap
 
     relations = [r.strip() for r in args.relations.split(",") if r.strip()] if args.relations else None
     limit = None if args.limit == "all" else _positive_int(args.limit, "--limit")
@@ -205,8 +196,8 @@ def _eval_attributes(args: argparse.Namespace) -> None:
 
 
 def _eval_describe(args: argparse.Namespace) -> None:
-    from layerscope.patchscopes.evaluate import eval_describe
-    from layerscope.plotting import layer_curves
+    from layerscope.methods.patchscopes.evaluate import eval_describe
+    from layerscope.methods.patchscopes.plots import layer_curves
 
     limit = None if args.limit == "all" else _positive_int(args.limit, "--limit")
     model = load_model(args)
@@ -228,69 +219,6 @@ def _eval_describe(args: argparse.Namespace) -> None:
         status(f"wrote {layer_curves(curve, args.out, value='rouge_l', title=f'Entity description: {model.name}')}")
     _save(result["items"], args.save)
     emit(per_layer, args, per_layer.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-
-
-# ---- demo -----------------------------------------------------------------------------------
-
-
-def demo_lens(model):
-    """The tuned lens for the demo: the full one (fitted on the corpus's fit split, as
-    ``layerscope eval next-token`` uses) when it is cached, else a cheap one fitted on the first
-    :data:`DEMO_LENS_TEXTS` lines of that split (cached too; ~17 s of one CPU core for the default model,
-    the full fit ~37 s). Returns ``(lens, a note saying which)``."""
-    from layerscope.patchscopes import TunedLens
-    from layerscope.patchscopes.lenses import corpus_split
-
-    fit_texts = corpus_split()[0]
-    full = TunedLens.cache_path(model, fit_texts)
-    lens = TunedLens.load(full, model) if full.is_file() else TunedLens.cached(model, fit_texts[:DEMO_LENS_TEXTS])
-    meta = lens.metadata
-    return lens, f"least squares with bias on {meta.get('n_positions')} positions of {meta.get('n_texts')} corpus lines"
-
-
-def section_patchscopes(model, report, out_dir: Path) -> list[dict]:
-    from layerscope.patchscopes import entity_description
-    from layerscope.patchscopes.evaluate import eval_next_token
-    from layerscope.patchscopes.lenses import corpus_split
-    from layerscope.plotting import layer_curves
-
-    report.section(
-        "Patchscopes",
-        f"Entity description: the last-token state of {DEMO_ENTITY!r} at each layer is patched into the "
-        "paper's few-shot description prompt (l* = l) and the model continues it (greedy, KV cache, patch on "
-        "the prompt pass only). Then next-token prediction from each layer's state: the token-identity "
-        "Patchscope vs the logit lens vs a least-squares tuned lens, Precision@1 against the model's own "
-        "final prediction on held-out corpus positions (all three are 1.0 at the last layer by construction).",
-    )
-    layers = f"::{max(1, model.n_layers // 6)}"
-    described = entity_description(model, DEMO_ENTITY, layers, max_new_tokens=16)
-    report.table(described.assign(text=[_show(t, 90) for t in described["text"]])[["source_layer", "text"]])
-    lens, lens_note = demo_lens(model)
-    table = eval_next_token(model, corpus_split()[1][:24], positions=2, layers="all", tuned_lens=lens, seed=0)
-    report.image(
-        layer_curves(table, out_dir / "patchscope_next_token.png", title=f"Next-token prediction: {model.name}"),
-        f"Precision@1 on {int(table['n'].iloc[0])} held-out positions (24 corpus lines x 2); tuned lens: {lens_note}",
-    )
-    wide = table.pivot(index="layer", columns="method", values="precision_at_1").reset_index()
-    report.table(wide)
-    rows = [
-        {"section": "patchscopes", "metric": "description", "layer": int(r.source_layer), "value": r.text}
-        for r in described.itertuples()
-    ]
-    for method, group in table.groupby("method"):
-        mid = group[group["layer"] == model.n_layers // 2]
-        rows.append(
-            {
-                "section": "patchscopes",
-                "metric": f"precision_at_1_{method}",
-                "layer": int(mid["layer"].iloc[0]),
-                "value": float(mid["precision_at_1"].iloc[0]),
-            }
-        )
-    return rows
-
-
-DEMO_SECTIONS = [("patchscopes", section_patchscopes)]
 
 
 # ---- registration ---------------------------------------------------------------------------

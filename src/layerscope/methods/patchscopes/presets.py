@@ -6,7 +6,7 @@
   currency of x is the"), i* = the placeholder, every (l, l*) pair;
 - logit lens and tuned lens: the Patchscopes with T = S, i* = i, l* = L-1 and f = the identity or
   a fitted affine map; computed directly as ``unembed(f(h))`` (what that Patchscope's next token
-  is, without running the target), see :mod:`layerscope.patchscopes.lenses`.
+  is, without running the target), see :mod:`layerscope.readout.lenses`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pandas as pd
 from layerscope.engine.chunking import DEFAULT_BUDGET
 from layerscope.engine.interventions import LayerSpec
 from layerscope.engine.positions import PositionSpec
-from layerscope.patchscopes.core import patchscope
+from layerscope.methods.patchscopes.core import patchscope
 
 #: token identity (next-token prediction from a hidden state), i* = the last token "?"
 IDENTITY_PROMPT = "cat -> cat\n1135 -> 1135\nhello -> hello\n?"
@@ -103,7 +103,7 @@ def attribute_extraction(
 
 def logit_lens(model, source, position: PositionSpec = "last", layers: LayerSpec = "all") -> pd.DataFrame:
     """The logit-lens Patchscope (final norm + unembedding of h), in the Patchscope row format."""
-    from layerscope.patchscopes.lenses import LogitLens, lens_readout
+    from layerscope.readout.lenses import LogitLens, lens_readout
 
     return lens_readout(model, LogitLens(), source, position, layers)
 
@@ -114,7 +114,7 @@ def tuned_lens(model, source, position: PositionSpec = "last", layers: LayerSpec
     ``lens`` is a fitted :class:`TunedLens`; by default the cached lens for ``model`` fitted on the
     shipped corpus is loaded (fitted and saved on first use).
     """
-    from layerscope.patchscopes.lenses import TunedLens, lens_readout
+    from layerscope.readout.lenses import TunedLens, lens_readout
 
     lens = TunedLens.cached(model) if lens is None else lens
     return lens_readout(model, lens, source, position, layers)

@@ -35,7 +35,6 @@ from tqdm.auto import tqdm
 from layerscope.augment import augment_views
 from layerscope.engine.chunking import DEFAULT_BUDGET, parse_budget, row_bytes, rows_per_chunk
 from layerscope.errors import LayerscopeError
-from layerscope.io import Checkpoint
 from layerscope.metrics import (
     curvature,
     dime,
@@ -47,6 +46,8 @@ from layerscope.metrics import (
     prompt_entropy,
 )
 from layerscope.metrics.entropy import canonical_normalization
+from layerscope.readout.probes import probe_accuracy
+from layerscope.results.io import Checkpoint
 
 METRIC_NAMES = (
     "prompt_entropy",
@@ -332,19 +333,6 @@ def representation_metrics(
     return pd.DataFrame(rows, columns=["depth", "relative_depth", "metric", "value"])
 
 
-def probe_accuracy(X: np.ndarray, y: Sequence, folds: int = 5, seed: int = 0) -> tuple[float, float]:
-    """Mean and std over stratified folds of a standardised logistic-regression probe on ``X [N, D]``."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    scores = cross_val_score(clf, X, np.asarray(y), cv=cv, scoring="accuracy")
-    return float(scores.mean()), float(scores.std())
-
-
 def probe_layers(
     model,
     texts: Sequence[str],
@@ -448,7 +436,7 @@ def compare_models(
             before the next).
         texts, metrics, options: as in :func:`representation_metrics` (same texts, same
             augmentations and seeds for every model).
-        checkpoint: an :class:`layerscope.io.Checkpoint`; a model already in it is not run
+        checkpoint: an :class:`layerscope.results.io.Checkpoint`; a model already in it is not run
             (nor loaded) again, and each finished model is added to it.
 
     Returns:

@@ -28,7 +28,7 @@ from layerscope.engine.chunking import DEFAULT_BUDGET, row_bytes, rows_per_chunk
 from layerscope.engine.interventions import LayerSpec
 from layerscope.engine.positions import PositionSpec
 from layerscope.errors import LayerscopeError
-from layerscope.patchscopes.mapping import AffineMap, load_maps, save_maps
+from layerscope.readout.maps import AffineMap, load_maps, save_maps
 
 
 def corpus_split() -> tuple[list[str], list[str]]:
@@ -193,7 +193,7 @@ def lens_readout(
     layers: LayerSpec = "all",
 ) -> pd.DataFrame:
     """Top next token of ``lens`` at each layer, in the Patchscope row format (target layer L-1, no text)."""
-    from layerscope.patchscopes.core import _as_sources, capture_sources, layers_of
+    from layerscope.methods.patchscopes.core import _as_sources, capture_sources, layers_of
 
     layer_list = layers_of(layers, model.n_layers)
     states, items = capture_sources(model, _as_sources(source, position), layer_list)

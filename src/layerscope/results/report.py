@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from layerscope.io import write_text
+from layerscope.results.io import write_text
+
+
+def shorten(text: str, width: int = 70) -> str:
+    """``text`` as a one-line repr (newlines shown as ``\\n``), cut to ``width`` characters."""
+    shown = repr(text)[1:-1]
+    return shown if len(shown) <= width else shown[: width - 3] + "..."
 
 
 @dataclass

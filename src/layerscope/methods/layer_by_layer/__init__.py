@@ -1,0 +1,43 @@
+"""Layer by Layer (Skean et al., ICML 2025): representation metrics and linear probes at every depth."""
+
+from layerscope.methods.layer_by_layer.api import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_METRICS,
+    METRIC_NAMES,
+    best_vs_last,
+    canonical_metric,
+    compare_models,
+    compare_probes,
+    depth_states,
+    iter_depth_batches,
+    iter_depth_states,
+    plan_chunks,
+    pooled_states,
+    probe_accuracy,
+    probe_layers,
+    probe_summary,
+    representation_metrics,
+    token_lengths,
+    top_dimensions,
+)
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_METRICS",
+    "METRIC_NAMES",
+    "best_vs_last",
+    "canonical_metric",
+    "compare_models",
+    "compare_probes",
+    "depth_states",
+    "iter_depth_batches",
+    "iter_depth_states",
+    "plan_chunks",
+    "pooled_states",
+    "probe_accuracy",
+    "probe_layers",
+    "probe_summary",
+    "representation_metrics",
+    "token_lengths",
+    "top_dimensions",
+]

@@ -1,0 +1,48 @@
+"""Patchscopes (Ghandeharioun et al., ICML 2024): decode hidden states through inspection prompts.
+
+>>> from layerscope.methods.patchscopes import patchscope, DESCRIBE_PROMPT
+>>> patchscope(model, "Alexander the Great", "last", DESCRIBE_PROMPT, source_layers="0:30:6")
+
+- :mod:`~layerscope.methods.patchscopes.core`: the general Patchscope, source (S, i, M, l) -> target
+  (T, i*, M*, l*, f), batched over every (l, l*) pair;
+- :mod:`~layerscope.methods.patchscopes.presets`: token identity, entity description, attribute
+  extraction, logit lens, tuned lens;
+- :mod:`~layerscope.readout.lenses`: :class:`LogitLens`, :class:`TunedLens` (fit, save, load);
+- :mod:`~layerscope.readout.maps`: affine maps and the cross-model fit;
+- :mod:`~layerscope.methods.patchscopes.evaluate`: the next-token, attribute and description evaluations.
+"""
+
+from layerscope.methods.patchscopes.core import Source, capture_sources, decode_states, patchscope, placeholder_position
+from layerscope.methods.patchscopes.presets import (
+    DESCRIBE_PROMPT,
+    IDENTITY_PROMPT,
+    attribute_extraction,
+    entity_description,
+    logit_lens,
+    token_identity,
+    tuned_lens,
+)
+from layerscope.readout.lenses import Lens, LogitLens, TunedLens, lens_readout
+from layerscope.readout.maps import AffineMap, aligned_positions, fit_cross_model
+
+__all__ = [
+    "DESCRIBE_PROMPT",
+    "IDENTITY_PROMPT",
+    "AffineMap",
+    "Lens",
+    "LogitLens",
+    "Source",
+    "TunedLens",
+    "aligned_positions",
+    "attribute_extraction",
+    "capture_sources",
+    "decode_states",
+    "entity_description",
+    "fit_cross_model",
+    "lens_readout",
+    "logit_lens",
+    "patchscope",
+    "placeholder_position",
+    "token_identity",
+    "tuned_lens",
+]

@@ -1,0 +1,1 @@
+"""Results: the tidy-rows contract, saving with a config sidecar, checkpoints, figures and the report."""
