@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from layerscope.engine.interventions import resolve_layers
 from layerscope.errors import LayerscopeError
 from layerscope.methods.attend import api as attend
 from layerscope.results.io import Checkpoint
@@ -307,8 +308,8 @@ def test_bad_input_names_the_problem():
     with pytest.raises(LayerscopeError, match="'germany' is not in the prompt"):
         attend.switch(model, "the capital of france is", "germany", "italy", "italy")
     with pytest.raises(LayerscopeError, match="select no layer"):
-        attend.parse_layers("5:2:1", model.n_layers)
-    assert attend.parse_layers("0:4:2", model.n_layers) == [0, 2]
+        resolve_layers("5:2:1", model.n_layers)
+    assert resolve_layers("0:4:2", model.n_layers, sorted_unique=True) == [0, 2]
     assert_clean(model)
 
 

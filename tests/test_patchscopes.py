@@ -553,8 +553,8 @@ def test_demo_section_on_a_tiny_model(tmp_path, monkeypatch):
 
 def test_demo_lens_prefers_the_cached_full_lens(tmp_path, monkeypatch):
     # the demo fits a cheap lens when the full one is not cached, and reuses the full one when it is
+    from layerscope.datasets import corpus_split
     from layerscope.methods.patchscopes.report import DEMO_LENS_TEXTS, demo_lens
-    from layerscope.readout.lenses import corpus_split
 
     monkeypatch.setenv("LAYERSCOPE_CACHE", str(tmp_path / "cache"))
     model = tiny("llama")

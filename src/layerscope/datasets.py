@@ -110,6 +110,12 @@ def load_corpus() -> list[str]:
     return [row["text"] for row in load_dataset("corpus")]
 
 
+def corpus_split() -> tuple[list[str], list[str]]:
+    """The shipped corpus split into ``(fit_texts, eval_texts)``: every 4th line is held out for evaluation."""
+    lines = load_corpus()
+    return [t for i, t in enumerate(lines) if i % 4], [t for i, t in enumerate(lines) if i % 4 == 0]
+
+
 def load_concepts() -> tuple[dict[str, list[str]], list[str]]:
     """Return ``(concepts, neutral)``: concept name -> sentences, and neutral sentences."""
     concepts: dict[str, list[str]] = {}

@@ -223,8 +223,17 @@ class Intervention:
         return Intervention(self.site, self.layers, self.positions, self.op, tuple(rows), self.loop)
 
 
-def resolve_layers(spec: LayerSpec, n_layers: int) -> list[int]:
-    """Resolve a layer spec to indices ``0..n_layers-1``; errors name the valid range."""
+def resolve_layers(spec: LayerSpec, n_layers: int, *, sorted_unique: bool = False) -> list[int]:
+    """Resolve a layer spec to indices ``0..n_layers-1``; errors name the valid range.
+
+    The one layer parser of layerscope (every method and CLI option reads layers through it).
+    ``sorted_unique``: ascending and without repeats (the k values of a sweep), else as given.
+    """
+    layers = _resolve_layers(spec, n_layers)
+    return sorted(set(layers)) if sorted_unique else layers
+
+
+def _resolve_layers(spec: LayerSpec, n_layers: int) -> list[int]:
     valid = f"valid layers are 0..{n_layers - 1} (or -{n_layers}..-1 from the end)"
     if isinstance(spec, str):
         text = spec.strip()

@@ -21,22 +21,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
-import pandas as pd
 import torch
 
+from layerscope.datasets import corpus_split
 from layerscope.engine.chunking import DEFAULT_BUDGET, row_bytes, rows_per_chunk
-from layerscope.engine.interventions import LayerSpec
-from layerscope.engine.positions import PositionSpec
 from layerscope.errors import LayerscopeError
 from layerscope.readout.maps import AffineMap, load_maps, save_maps
-
-
-def corpus_split() -> tuple[list[str], list[str]]:
-    """The shipped corpus split into ``(fit_texts, eval_texts)``: every 4th line is held out for evaluation."""
-    from layerscope.datasets import load_corpus
-
-    lines = load_corpus()
-    return [t for i, t in enumerate(lines) if i % 4], [t for i, t in enumerate(lines) if i % 4 == 0]
 
 
 class Lens(ABC):
@@ -183,39 +173,3 @@ class TunedLens(Lens):
         lens.save(path)
         lens.path = path
         return lens
-
-
-def lens_readout(
-    model,
-    lens: Lens,
-    source,
-    position: PositionSpec = "last",
-    layers: LayerSpec = "all",
-) -> pd.DataFrame:
-    """Top next token of ``lens`` at each layer, in the Patchscope row format (target layer L-1, no text)."""
-    from layerscope.methods.patchscopes.core import _as_sources, capture_sources, layers_of
-
-    layer_list = layers_of(layers, model.n_layers)
-    states, items = capture_sources(model, _as_sources(source, position), layer_list)
-    rows = []
-    for k, l in enumerate(layer_list):
-        probs = lens.logits(model, states[k], l).float().softmax(-1)  # [N, V]
-        top = probs.max(-1)
-        for n, (tid, prob) in enumerate(zip(top.indices.tolist(), top.values.tolist(), strict=True)):
-            item = items.iloc[n]
-            rows.append(
-                {
-                    "source": int(item["source"]),
-                    "source_position": int(item["source_position"]),
-                    "source_token": item["source_token"],
-                    "source_layer": l,
-                    "target_layer": model.n_layers - 1,
-                    "target_position": int(item["source_position"]),
-                    "text": "",
-                    "top_token": model.tokenizer.decode([tid]),
-                    "top_token_id": tid,
-                    "prob": prob,
-                    "method": lens.name,
-                }
-            )
-    return pd.DataFrame(rows)

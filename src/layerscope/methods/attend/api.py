@@ -370,11 +370,6 @@ def evaluate(
 # ---- the sweep over k --------------------------------------------------------------------------
 
 
-def parse_layers(spec, n_layers: int) -> list[int]:
-    """The k values of a sweep: any engine layer spec (``"all"``, ``"a:b"``, ``"a:b:step"``, ``"a,b,c"``), sorted."""
-    return sorted(set(resolve_layers(spec, n_layers)))
-
-
 def _groups(model, lengths: list[int], rows_of: list[int], n_starts: int, budget, max_rows: int) -> list[list[int]]:
     """Item indices in groups of similar length (little padding) whose clean run fits the budget.
 
@@ -428,7 +423,7 @@ def sweep_task(
         raise LayerscopeError("no manipulation given: use one or more of " + ", ".join(MANIPULATIONS))
     if len(set(names)) != len(names):
         raise LayerscopeError(f"manipulation listed twice: {', '.join(manipulations)}")
-    ks = parse_layers(layers, model.n_layers)
+    ks = resolve_layers(layers, model.n_layers, sorted_unique=True)
     grid = {k: [manipulation(m, k, positions=positions, seed=seed, every_layer=every_layer) for m in names] for k in ks}
     if not items:
         raise LayerscopeError("no items to score")
@@ -554,7 +549,7 @@ def switch(
     answer_tokens = torch.tensor(
         [answer_token_ids(model.tokenizer, prompt, a)[1][0] for a in answers], dtype=torch.long
     )
-    ks = parse_layers(layers, model.n_layers)
+    ks = resolve_layers(layers, model.n_layers, sorted_unique=True)
     batch = model.tokenize(prompt)
     target = batch.positions(position, 0)
     if len(target) != 1:

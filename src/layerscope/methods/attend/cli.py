@@ -6,6 +6,7 @@ import argparse
 import time
 
 from layerscope.cli.common import add_action, add_batch_budget, emit, load_model, status
+from layerscope.engine.interventions import resolve_layers
 from layerscope.errors import LayerscopeError
 
 SWEEP_COLUMNS = ["layer", "manipulation", "accuracy", "answer_prob", "n", "task", "clean_accuracy"]
@@ -30,7 +31,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     parse_budget(args.batch_budget)
     items = attend.task_items(args.task, limit=args.limit, seed=args.seed)
     model = load_model(args)
-    layers = attend.parse_layers(args.layers, model.n_layers)
+    layers = resolve_layers(args.layers, model.n_layers, sorted_unique=True)
     config = {
         "model": model.name,
         "task": args.task,

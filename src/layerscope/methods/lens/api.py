@@ -1,34 +1,41 @@
-"""The logit lens: read every layer's residual stream through the final norm and unembedding."""
+"""The logit lens: read every layer's residual stream through the final norm and unembedding.
+
+The reading itself is :class:`layerscope.readout.lenses.LogitLens` (the Patchscopes evaluations
+use the same object); this module lays it out as a grid over (layer, position) of whole prompts.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import pandas as pd
-import torch
 
 from layerscope.engine.interventions import resolve_layers
+from layerscope.readout.lenses import Lens, LogitLens
 
 
-def logit_lens(model, prompts: str | Sequence[str], layers="all", top_k: int = 1) -> pd.DataFrame:
+def logit_lens(
+    model, prompts: str | Sequence[str], layers="all", top_k: int = 1, lens: Lens | None = None
+) -> pd.DataFrame:
     """Top next token at every (layer, position) of every prompt.
 
     ``resid_post[l]`` is captured by the engine (not HF's ``hidden_states``, whose last entry is
     already normed) and passed through ``final_norm`` + unembedding, so layer ``L-1`` is exactly
-    the model's own prediction.
+    the model's own prediction. ``lens``: another lens of :mod:`layerscope.readout.lenses` (e.g. a
+    fitted ``TunedLens``) read over the same grid; default the logit lens.
 
     Returns:
         tidy rows: ``prompt`` (index), ``layer``, ``position``, ``token`` (the input token there),
         ``top_token``, ``prob`` (its probability), and ``rank``.
     """
+    lens = LogitLens() if lens is None else lens
     texts = [prompts] if isinstance(prompts, str) else list(prompts)
     layer_list = resolve_layers(layers, model.n_layers)
     result = model.run(texts, capture=("resid_post", layer_list), logits=None)
     tokenizer = model.tokenizer
     rows = []
     for layer in layer_list:
-        with torch.no_grad():
-            probs = model.adapter.unembed_states(result.get("resid_post", layer)).float().softmax(-1)
+        probs = lens.logits(model, result.get("resid_post", layer), layer).float().softmax(-1)  # [B, T, V]
         top = probs.topk(top_k, dim=-1)
         for b, prompt in enumerate(result.batch.prompts):
             pad = result.batch.pad[b]

@@ -18,11 +18,12 @@ from layerscope.methods.patchscopes.presets import (
     IDENTITY_PROMPT,
     attribute_extraction,
     entity_description,
+    lens_readout,
     logit_lens,
     token_identity,
     tuned_lens,
 )
-from layerscope.readout.lenses import Lens, LogitLens, TunedLens, lens_readout
+from layerscope.readout.lenses import Lens, LogitLens, TunedLens
 from layerscope.readout.maps import AffineMap, aligned_positions, fit_cross_model
 
 __all__ = [

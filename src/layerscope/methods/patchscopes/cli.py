@@ -72,9 +72,9 @@ def cmd_patchscope(args: argparse.Namespace) -> None:
 
 def _cross_model(args: argparse.Namespace, model):
     """Load the target model and fit affine maps for the requested (l, l*) pairs on shared text."""
+    from layerscope.datasets import corpus_split
     from layerscope.methods.patchscopes.core import layer_pairs
     from layerscope.models.model import load
-    from layerscope.readout.lenses import corpus_split
     from layerscope.readout.maps import fit_cross_model
 
     if args.target_layers == "same":

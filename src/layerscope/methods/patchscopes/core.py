@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from layerscope.engine.batch import from_ids
 from layerscope.engine.chunking import DEFAULT_BUDGET, row_bytes, rows_per_chunk
 from layerscope.engine.interventions import LayerSpec, patch, resolve_layers
-from layerscope.engine.positions import PositionSpec, PromptTokens, resolve
+from layerscope.engine.positions import PositionSpec, PromptTokens, resolve, token_at_char
 from layerscope.engine.sweep import sweep_layers
 from layerscope.errors import LayerscopeError
 
@@ -60,14 +60,7 @@ def placeholder_position(prompt: PromptTokens, placeholder: str = PLACEHOLDER) -
     A whole word, so the ``x`` of "The currency of x is" is found and the one in "next" is not.
     """
     matches = list(re.finditer(rf"(?<!\w){re.escape(placeholder)}(?!\w)", prompt.text))
-    if not matches or prompt.spans is None:
-        return None
-    last_char = matches[-1].end() - 1
-    for i, (s, e) in enumerate(prompt.spans):
-        if s <= last_char < e:
-            return i
-    candidates = [i for i, (s, e) in enumerate(prompt.spans) if s <= last_char and e > s]
-    return candidates[-1] if candidates else None
+    return token_at_char(prompt, matches[-1].end() - 1) if matches else None
 
 
 def target_positions(prompt: PromptTokens, spec: PositionSpec | None, placeholder: str = PLACEHOLDER) -> list[int]:
@@ -78,11 +71,6 @@ def target_positions(prompt: PromptTokens, spec: PositionSpec | None, placeholde
     return resolve(spec, prompt)
 
 
-def layers_of(spec: LayerSpec, n_layers: int) -> list[int]:
-    """Layers as the engine reads them (:func:`resolve_layers`: ``"all"``, ``"a:b:s"``, ``"::4"``, lists ...)."""
-    return resolve_layers(spec, n_layers)
-
-
 def layer_pairs(
     source_layers: LayerSpec,
     target_layers: LayerSpec,
@@ -91,7 +79,7 @@ def layer_pairs(
 ) -> list[tuple[int, int]]:
     """(l, l*) pairs: ``target_layers="same"`` pairs each l with itself; explicit pairs (see
     :func:`explicit_pairs`) are taken as given; otherwise every combination."""
-    sources = layers_of(source_layers, n_source_layers)
+    sources = resolve_layers(source_layers, n_source_layers)
     given = explicit_pairs(target_layers, n_source_layers, n_target_layers)
     if given is not None:
         missing = sorted({l for l, _ in given} - set(sources))
@@ -108,7 +96,7 @@ def layer_pairs(
                 f"target {n_target_layers} layers): give the target layers explicitly, e.g. 'all' or '0,6,12'"
             )
         return [(l, l) for l in sources]
-    targets = layers_of(target_layers, n_target_layers)
+    targets = resolve_layers(target_layers, n_target_layers)
     return list(itertools.product(sources, targets))
 
 
@@ -141,7 +129,7 @@ def explicit_pairs(target_layers, n_source_layers: int, n_target_layers: int) ->
         return None
     if not raw:
         raise LayerscopeError("no (source layer, target layer) pairs given")
-    return [(layers_of(int(l), n_source_layers)[0], layers_of(int(t), n_target_layers)[0]) for l, t in raw]
+    return [(resolve_layers(int(l), n_source_layers)[0], resolve_layers(int(t), n_target_layers)[0]) for l, t in raw]
 
 
 def _mapping_for(mapping: MappingSpec | None, pair: tuple[int, int]) -> Callable | None:
@@ -377,7 +365,7 @@ def patchscope(
     target = IDENTITY_PROMPT if target is None else target
     sources = _as_sources(source, position)
     pairs = explicit_pairs(target_layers, model.n_layers, target_model.n_layers)
-    layers = sorted({l for l, _ in pairs}) if pairs else layers_of(source_layers, model.n_layers)
+    layers = sorted({l for l, _ in pairs}) if pairs else resolve_layers(source_layers, model.n_layers)
     states, items = capture_sources(model, sources, layers, batch_budget=batch_budget)
     table = decode_states(
         target_model,

@@ -21,12 +21,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from layerscope.datasets import corpus_split
 from layerscope.engine.chunking import DEFAULT_BUDGET
-from layerscope.engine.interventions import LayerSpec
+from layerscope.engine.interventions import LayerSpec, resolve_layers
 from layerscope.errors import LayerscopeError
-from layerscope.methods.patchscopes.core import Source, capture_sources, decode_states, layers_of, patchscope
+from layerscope.methods.patchscopes.core import Source, capture_sources, decode_states, patchscope
 from layerscope.methods.patchscopes.presets import DESCRIBE_PROMPT, IDENTITY_PROMPT
-from layerscope.readout.lenses import LogitLens, TunedLens, corpus_split
+from layerscope.readout.lenses import LogitLens, TunedLens
 from layerscope.results.io import Checkpoint
 
 METHODS = ("patchscope", "logit_lens", "tuned_lens")
@@ -86,7 +87,7 @@ def eval_next_token(
     """
     methods = [canonical_method(m) for m in methods]
     texts = corpus_split()[1] if texts is None else [t for t in texts if t.strip()]
-    layer_list = layers_of(layers, model.n_layers)
+    layer_list = resolve_layers(layers, model.n_layers)
     last = model.n_layers - 1
     sources = sample_positions(model, texts, positions, seed)
     capture_layers = sorted(set(layer_list) | {last})
@@ -231,7 +232,7 @@ def eval_attributes(
     from layerscope.datasets import load_relations, relation_names
 
     names = list(relations) if relations else relation_names()
-    src_layers = layers_of(source_layers, model.n_layers)
+    src_layers = resolve_layers(source_layers, model.n_layers)
     config = {
         "model": model.name,
         "limit": limit,
@@ -375,7 +376,7 @@ def eval_describe(
 
     rows = list(entities) if entities is not None else load_dataset("entities")
     chosen = _sample(rows, limit, seed)
-    layer_list = layers_of(layers, model.n_layers)
+    layer_list = resolve_layers(layers, model.n_layers)
     config = {"model": model.name, "limit": limit, "layers": layer_list, "max_new_tokens": max_new_tokens}
     checkpoint = Checkpoint(resume, config)
     todo = [r for r in chosen if not checkpoint.done(r["entity"])]

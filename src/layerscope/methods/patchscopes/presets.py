@@ -14,9 +14,10 @@ from __future__ import annotations
 import pandas as pd
 
 from layerscope.engine.chunking import DEFAULT_BUDGET
-from layerscope.engine.interventions import LayerSpec
+from layerscope.engine.interventions import LayerSpec, resolve_layers
 from layerscope.engine.positions import PositionSpec
-from layerscope.methods.patchscopes.core import patchscope
+from layerscope.methods.patchscopes.core import _as_sources, capture_sources, patchscope
+from layerscope.readout.lenses import Lens, LogitLens, TunedLens
 
 #: token identity (next-token prediction from a hidden state), i* = the last token "?"
 IDENTITY_PROMPT = "cat -> cat\n1135 -> 1135\nhello -> hello\n?"
@@ -103,7 +104,6 @@ def attribute_extraction(
 
 def logit_lens(model, source, position: PositionSpec = "last", layers: LayerSpec = "all") -> pd.DataFrame:
     """The logit-lens Patchscope (final norm + unembedding of h), in the Patchscope row format."""
-    from layerscope.readout.lenses import LogitLens, lens_readout
 
     return lens_readout(model, LogitLens(), source, position, layers)
 
@@ -114,7 +114,40 @@ def tuned_lens(model, source, position: PositionSpec = "last", layers: LayerSpec
     ``lens`` is a fitted :class:`TunedLens`; by default the cached lens for ``model`` fitted on the
     shipped corpus is loaded (fitted and saved on first use).
     """
-    from layerscope.readout.lenses import TunedLens, lens_readout
 
     lens = TunedLens.cached(model) if lens is None else lens
     return lens_readout(model, lens, source, position, layers)
+
+
+def lens_readout(
+    model,
+    lens: Lens,
+    source,
+    position: PositionSpec = "last",
+    layers: LayerSpec = "all",
+) -> pd.DataFrame:
+    """Top next token of ``lens`` at each layer, in the Patchscope row format (target layer L-1, no text)."""
+    layer_list = resolve_layers(layers, model.n_layers)
+    states, items = capture_sources(model, _as_sources(source, position), layer_list)
+    rows = []
+    for k, l in enumerate(layer_list):
+        probs = lens.logits(model, states[k], l).float().softmax(-1)  # [N, V]
+        top = probs.max(-1)
+        for n, (tid, prob) in enumerate(zip(top.indices.tolist(), top.values.tolist(), strict=True)):
+            item = items.iloc[n]
+            rows.append(
+                {
+                    "source": int(item["source"]),
+                    "source_position": int(item["source_position"]),
+                    "source_token": item["source_token"],
+                    "source_layer": l,
+                    "target_layer": model.n_layers - 1,
+                    "target_position": int(item["source_position"]),
+                    "text": "",
+                    "top_token": model.tokenizer.decode([tid]),
+                    "top_token_id": tid,
+                    "prob": prob,
+                    "method": lens.name,
+                }
+            )
+    return pd.DataFrame(rows)

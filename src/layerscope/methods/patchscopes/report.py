@@ -17,8 +17,8 @@ def demo_lens(model):
     ``layerscope eval next-token`` uses) when it is cached, else a cheap one fitted on the first
     :data:`DEMO_LENS_TEXTS` lines of that split (cached too; ~17 s of one CPU core for the default model,
     the full fit ~37 s). Returns ``(lens, a note saying which)``."""
+    from layerscope.datasets import corpus_split
     from layerscope.methods.patchscopes import TunedLens
-    from layerscope.readout.lenses import corpus_split
 
     fit_texts = corpus_split()[0]
     full = TunedLens.cache_path(model, fit_texts)
@@ -28,10 +28,10 @@ def demo_lens(model):
 
 
 def section_patchscopes(model, report, out_dir: Path) -> list[dict]:
+    from layerscope.datasets import corpus_split
     from layerscope.methods.patchscopes import entity_description
     from layerscope.methods.patchscopes.evaluate import eval_next_token
     from layerscope.methods.patchscopes.plots import layer_curves
-    from layerscope.readout.lenses import corpus_split
 
     report.section(
         "Patchscopes",
