@@ -56,7 +56,8 @@ import torch
 
 from layerscope.engine import interventions as iv
 from layerscope.engine.batch import Batch, from_ids
-from layerscope.engine.chunking import DEFAULT_BUDGET, parse_budget, row_bytes, rows_per_chunk
+from layerscope.engine.chunking import DEFAULT_BUDGET, row_bytes, rows_per_chunk
+from layerscope.engine.grouping import length_groups
 from layerscope.engine.interventions import Intervention, resolve_layers
 from layerscope.engine.positions import PositionSpec
 from layerscope.engine.sweep import clean_run, sweep_layers
@@ -376,20 +377,12 @@ def _groups(model, lengths: list[int], rows_of: list[int], n_starts: int, budget
     A group's clean run keeps ``resid_pre`` at every start layer for all its rows, so its size is
     bounded by ``budget`` as well as by ``max_rows``.
     """
-    limit = parse_budget(budget)
     element = model.dtype.itemsize
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    groups: list[list[int]] = [[]]
-    used = rows = 0
-    for i in order:
-        cost = rows_of[i] * (row_bytes(model, lengths[i]) + n_starts * lengths[i] * model.d_model * element)
-        if groups[-1] and (rows + rows_of[i] > max_rows or (limit is not None and used + cost > limit)):
-            groups.append([])
-            used = rows = 0
-        groups[-1].append(i)
-        used += cost
-        rows += rows_of[i]
-    return groups
+
+    def row_cost(length: int) -> int:
+        return row_bytes(model, length) + n_starts * length * model.d_model * element
+
+    return length_groups(lengths, row_cost, budget, max_rows=max_rows, weights=rows_of, padded=False)
 
 
 def sweep_task(

@@ -33,7 +33,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from layerscope.augment import augment_views
-from layerscope.engine.chunking import DEFAULT_BUDGET, parse_budget, row_bytes, rows_per_chunk
+from layerscope.engine.chunking import DEFAULT_BUDGET, parse_budget, row_bytes
+from layerscope.engine.grouping import length_groups
 from layerscope.errors import LayerscopeError
 from layerscope.metrics import (
     curvature,
@@ -93,17 +94,13 @@ def plan_chunks(
     if batch_size is not None and batch_size < 1:
         raise LayerscopeError(f"batch_size must be >= 1, got {batch_size}")
     parse_budget(batch_budget)  # a bad budget fails before any work
-    lengths = token_lengths(model, texts)
-    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
-    plan, start = [], 0
-    while start < len(order):
-        per_row = row_bytes(model, lengths[order[start]], captured_states=model.n_layers + 1)
-        size = rows_per_chunk(batch_budget, per_row, len(order) - start)
-        if batch_size is not None:
-            size = min(size, batch_size)
-        plan.append(order[start : start + size])
-        start += size
-    return plan
+    return length_groups(
+        token_lengths(model, texts),
+        lambda length: row_bytes(model, length, captured_states=model.n_layers + 1),
+        batch_budget,
+        max_rows=batch_size,
+        longest_first=True,
+    )
 
 
 def iter_depth_batches(

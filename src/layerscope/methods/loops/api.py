@@ -40,6 +40,7 @@ import torch
 from tqdm.auto import tqdm
 
 from layerscope.engine.chunking import chunks, row_bytes, rows_per_chunk
+from layerscope.engine.grouping import in_order, iter_groups, length_groups
 from layerscope.engine.interventions import Intervention, add
 from layerscope.errors import LayerscopeError
 from layerscope.metrics import pool
@@ -191,14 +192,13 @@ def loop_states(
     a, b = parse_block(block, n_layers)
     keep = sorted(set(range(n_layers) if layers is None else (int(l) % n_layers for l in layers)))
     lengths = [len(ids) for ids in model.tokenizer(prompts)["input_ids"]]
-    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
     ivs_of = {n: list(interventions(n)) if interventions else [] for n in loops}
     reuse = a > 0 and len(loops) > 1 and not any(_lowest_layer(iv, n_layers) < a for v in ivs_of.values() for iv in v)
     per_row = row_bytes(model, max(lengths), captured_states=len(keep) + max(loops) * (b - a) + 1)
-    size = rows_per_chunk(batch_budget, per_row, len(prompts))
+    groups = length_groups(lengths, lambda _: per_row, batch_budget)  # chunks sized for the longest prompt
     parts: dict[int, list[tuple[dict, torch.Tensor | None]]] = {n: [] for n in loops}
-    for part in chunks(len(prompts), size, desc=desc, progress=progress):
-        batch = model.tokenize([prompts[i] for i in order[part]])
+    for group in iter_groups(groups, desc=desc, progress=progress):
+        batch = model.tokenize([prompts[i] for i in group])
         mask = batch.attention_mask.bool()
         start_states = None
         lower: dict[tuple[int, int], torch.Tensor] = {}
@@ -226,14 +226,13 @@ def loop_states(
             pooled.update(lower)
             scores = score(result.last_logits).float().cpu() if score is not None else None
             parts[n].append((pooled, scores))
-    inverse = torch.as_tensor(np.argsort(order))
     out = {}
     for n in loops:
         steps = [key for key in execution_order(n_layers, (a, b), n) if key[0] in keep]
-        states = {key: torch.cat([p[key] for p, _ in parts[n]])[inverse] for key in steps}
+        states = {key: in_order(groups, [p[key] for p, _ in parts[n]]) for key in steps}
         scores = None
         if score is not None:
-            scores = torch.cat([s for _, s in parts[n]])[inverse]
+            scores = in_order(groups, [s for _, s in parts[n]])
         out[n] = LoopStates(n, steps, states, scores)
     return out
 
@@ -261,12 +260,9 @@ def loop_generate(
     prompts = list(prompts)
     a, b = parse_block(block, model.n_layers)
     lengths = [len(ids) for ids in model.tokenizer(prompts)["input_ids"]]
-    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
     per_row = row_bytes(model, max(lengths) + max_new_tokens)
-    size = rows_per_chunk(batch_budget, per_row, len(prompts))
     texts: list[str] = [""] * len(prompts)
-    for part in chunks(len(prompts), size, desc=desc, progress=progress):
-        chosen = order[part]
+    for chosen in iter_groups(length_groups(lengths, lambda _: per_row, batch_budget), desc=desc, progress=progress):
         gen = model.generate(
             [prompts[i] for i in chosen],
             loop=(a, b, times),
