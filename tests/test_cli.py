@@ -29,7 +29,7 @@ def test_info_json_keys(capsys, model_dir):
     code, out, _ = run_cli(capsys, "info", "--model", model_dir, "--json")
     (row,) = json.loads(out)
     assert code == 0
-    assert set(row) == {"name", "source", "n_layers", "d_model", "vocab_size", "architecture"}
+    assert set(row) == {"model", "method", "name", "source", "n_layers", "d_model", "vocab_size", "architecture"}
     assert (row["n_layers"], row["d_model"], row["architecture"]) == (4, 32, "LlamaForCausalLM")
 
 
@@ -38,7 +38,7 @@ def test_lens_json_rows_and_last_layer_is_the_prediction(capsys, model_dir, tmp_
     code, out, err = run_cli(capsys, "lens", PROMPT, "--model", model_dir, "--json", "--out", str(png))
     rows = json.loads(out)  # stdout is only JSON
     assert code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert set(rows[0]) == {"layer", "position", "token", "top_token", "prob"}
+    assert set(rows[0]) == {"model", "method", "layer", "position", "token", "top_token", "prob"}
     model = tiny("llama")
     n_tokens = len(model.tokenizer(PROMPT).input_ids)
     assert len(rows) == model.n_layers * n_tokens

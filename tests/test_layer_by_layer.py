@@ -103,7 +103,7 @@ def test_representation_metrics_match_independent_states(arch):
     table = representation_metrics(
         model, TEXTS, METRIC_NAMES, normalization="max", n_augmentations=3, lidar_limit=5, batch_size=3, progress=False
     )
-    assert list(table.columns) == ["depth", "relative_depth", "metric", "value"]
+    assert list(table.columns) == ["model", "method", "depth", "relative_depth", "metric", "value"]
     assert len(table) == len(METRIC_NAMES) * (model.n_layers + 1)
     got = {m: torch.tensor(g.sort_values("depth")["value"].to_numpy()) for m, g in table.groupby("metric")}
 
@@ -135,7 +135,7 @@ def test_probe_matches_independent_sklearn():
     texts = [f"{w} item number {i}" for i in range(12) for w in ("good", "bad")]
     labels = ["pos", "neg"] * 12
     table = probe_layers(model, texts, labels, folds=3, seed=0, batch_size=5, progress=False)
-    assert list(table.columns) == ["depth", "relative_depth", "accuracy", "accuracy_std", "n"]
+    assert list(table.columns) == ["model", "method", "depth", "relative_depth", "accuracy", "accuracy_std", "n"]
     Z = reference_pooled(model, texts).double().numpy()
     for depth in range(model.n_layers + 1):
         clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
@@ -175,7 +175,7 @@ def test_metrics_cli_json(capsys, model_dir, tmp_path):
     )
     rows = json.loads(out)
     assert code == 0 and png.read_bytes()[:4] == b"\x89PNG"
-    assert set(rows[0]) == {"depth", "metric", "value"}
+    assert set(rows[0]) == {"model", "method", "depth", "relative_depth", "metric", "value"}
     assert {r["metric"] for r in rows} == {
         "prompt_entropy",
         "dataset_entropy",
@@ -204,7 +204,10 @@ def test_probe_cli_json(capsys, model_dir, tmp_path):
     rows = json.loads(out)
     assert code == 0 and png.exists() and "best depth" in err
     assert [r["depth"] for r in rows] == list(range(tiny("llama").n_layers + 1))
-    assert all(set(r) == {"depth", "accuracy", "accuracy_std", "n"} and r["n"] == 12 for r in rows)
+    assert all(
+        set(r) == {"model", "method", "depth", "relative_depth", "accuracy", "accuracy_std", "n"} and r["n"] == 12
+        for r in rows
+    )
 
 
 def test_probe_cli_shipped_task_readable(capsys, model_dir):
@@ -293,7 +296,7 @@ def test_compare_models_is_each_model_alone_on_a_relative_depth_axis(tmp_path):
     metrics = ["prompt_entropy", "dataset_entropy", "infonce"]
     ckpt = Checkpoint(tmp_path / "c.jsonl", config={"x": 1})
     table = compare_models(models, TEXTS, metrics, checkpoint=ckpt, batch_size=3, progress=False)
-    assert list(table.columns) == ["model", "depth", "relative_depth", "metric", "value"]
+    assert list(table.columns) == ["model", "method", "depth", "relative_depth", "metric", "value"]
     for model in models:
         rows = table[table["model"] == model.name]
         assert len(rows) == len(metrics) * (model.n_layers + 1)
@@ -325,7 +328,16 @@ def test_compare_probes_and_summary():
     texts = [f"{w} item number {i}" for i in range(9) for w in ("good", "bad")]
     tasks = {"a": (texts, ["pos", "neg"] * 9), "b": (texts, ["x"] * 9 + ["y"] * 9)}
     table = compare_probes(models, tasks, folds=3, progress=False)
-    assert list(table.columns) == ["model", "task", "depth", "relative_depth", "accuracy", "accuracy_std", "n"]
+    assert list(table.columns) == [
+        "model",
+        "method",
+        "task",
+        "depth",
+        "relative_depth",
+        "accuracy",
+        "accuracy_std",
+        "n",
+    ]
     for model in models:
         for task, (t, y) in tasks.items():
             rows = table[(table["model"] == model.name) & (table["task"] == task)].reset_index(drop=True)
@@ -389,7 +401,7 @@ def test_metrics_cli_several_models(capsys, two_model_dirs, tmp_path):
     code, out, _ = run_cli(capsys, *argv)
     rows = json.loads(out)
     assert code == 0 and png.read_bytes()[:4] == b"\x89PNG" and saved.exists() and resume.exists()
-    assert set(rows[0]) == {"model", "depth", "relative_depth", "metric", "value"}
+    assert set(rows[0]) == {"model", "method", "depth", "relative_depth", "metric", "value"}
     by_model = {}
     for r in rows:
         by_model.setdefault(r["model"], set()).add(r["relative_depth"])
@@ -407,7 +419,7 @@ def test_probe_cli_several_models_and_tasks(capsys, two_model_dirs, tmp_path):
     code, out, err = run_cli(capsys, *argv, "--json", "--out", str(png))
     rows = json.loads(out)
     assert code == 0 and png.exists() and err.count("best depth") == 2  # the same task twice is one task
-    assert set(rows[0]) == {"model", "task", "depth", "relative_depth", "accuracy", "accuracy_std", "n"}
+    assert set(rows[0]) == {"model", "method", "task", "depth", "relative_depth", "accuracy", "accuracy_std", "n"}
     code, out, _ = run_cli(capsys, *argv)
     assert code == 0 and "best_depth" in out and "gain" in out
 

@@ -315,7 +315,7 @@ def test_concept_injection_rows_and_the_zero_scale_invariant():
     neutral = ["the city", "a new model", "hello world", "the old tower", "a queen", "the river is blue"]
     kwargs = dict(concepts=concepts, neutral=neutral, progress=False)
     table = L.concept_injection(model, "fire", BLOCK, [1, 2], scale=2.0, **kwargs)
-    assert list(table.columns) == L.INJECT_COLUMNS
+    assert list(table.columns) == ["model", "method", *L.INJECT_COLUMNS]
     assert [(r.loops, r.extract_iteration, r.inject_iteration) for r in table.itertuples()] == [
         (1, 0, 0),
         (2, 0, 0),
@@ -380,7 +380,7 @@ def test_cli_verify_json_plot_and_resume(capsys, model_dir, tmp_path):
     code, out, err = run_cli(capsys, *argv, "--json", "--out", str(png), "--resume", str(ckpt))
     rows = json.loads(out)
     assert code == 0 and png.read_bytes()[:4] == b"\x89PNG"
-    assert set(rows[0]) == set(L.VERIFY_COLUMNS)
+    assert set(rows[0]) == {"model", "method", *L.VERIFY_COLUMNS}
     probes = [r for r in rows if r["metric"] == "P_RR" and r["loops"] == 2]
     assert [(r["layer"], r["iteration"]) for r in probes] == [(2, 0), (2, 1), (3, 0)]
     assert {r["metric"] for r in rows} == {"P_TP", "P_SV", "P_RR", "yes_rate", "p_yes"}
@@ -410,7 +410,7 @@ def test_cli_inject_json_and_heatmap(capsys, model_dir, tmp_path):
     )
     rows = json.loads(out)
     assert code == 0 and png.read_bytes()[:4] == b"\x89PNG"
-    assert len(rows) == 4 and set(rows[0]) == set(L.INJECT_COLUMNS)
+    assert len(rows) == 4 and set(rows[0]) == {"model", "method", *L.INJECT_COLUMNS}
 
 
 @pytest.mark.parametrize(

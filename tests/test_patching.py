@@ -63,7 +63,17 @@ def test_grid_equals_a_hand_written_hook_loop(arch, site):
     model = tiny(arch)
     table = activation_patching(model, CLEAN, CORRUPT, "paris", "rome", site=site, progress=False)
     expected = hand_grid(model, site)
-    assert list(table.columns) == ["layer", "position", "token", "value"]
+    assert list(table.columns) == [
+        "model",
+        "method",
+        "layer",
+        "position",
+        "token",
+        "value",
+        "site",
+        "clean_value",
+        "corrupt_value",
+    ]
     assert len(table) == expected.numel()
     torch.testing.assert_close(as_grid(table), expected, atol=1e-4, rtol=1e-4)
     # the unpatched metrics: patching resid_post of the last layer everywhere is the clean run
@@ -216,7 +226,17 @@ def test_cli_json_rows_heatmap_and_errors(capsys, tmp_path, monkeypatch):
     code, out, err = run_cli(capsys, *args, "--json", "--out", str(png), "--batch-budget", "1MB")
     assert code == 0, err
     rows = json.loads(out)
-    assert set(rows[0]) == {"layer", "position", "value"}
+    assert set(rows[0]) == {
+        "model",
+        "method",
+        "layer",
+        "position",
+        "token",
+        "value",
+        "site",
+        "clean_value",
+        "corrupt_value",
+    }
     assert len(rows) == model.n_layers * len(model.tokenize(CORRUPT).prompts[0])
     table = activation_patching(model, CLEAN, CORRUPT, "paris", "rome", progress=False)
     for row, expected in zip(rows, table.itertuples(), strict=True):

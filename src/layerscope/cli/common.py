@@ -38,6 +38,12 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print the result table as a JSON array of row objects, and nothing else, on stdout",
     )
+    group.add_argument(
+        "--save",
+        metavar="FILE",
+        help="also write the rows to FILE (.parquet, .csv or .json, checked before anything runs) and the run's "
+        "config to STEM.config.json beside it; `layerscope rerun STEM.config.json` repeats the run",
+    )
 
 
 def status(message: str) -> None:
@@ -61,11 +67,27 @@ def load_model(args: argparse.Namespace):
     status(
         f"loaded {model.name} ({model.n_layers} layers, d_model {model.d_model}) in {time.perf_counter() - start:.1f}s"
     )
+    remember_model(args, model)
     return model
 
 
+def remember_model(args: argparse.Namespace, model) -> None:
+    """Note a model this run loaded: its name fills the rows' ``model``, its hash goes into ``--save``'s config."""
+    if not hasattr(args, "loaded_models"):
+        args.loaded_models = []
+    args.loaded_models.append(model)
+
+
 def emit(table: pd.DataFrame, args: argparse.Namespace, readable: pd.DataFrame | str | None = None) -> None:
-    """Print ``table`` as JSON rows (``--json``) or a readable table (``readable`` if given)."""
+    """Print ``table`` as JSON rows (``--json``) or a readable table (``readable`` if given); with
+    ``--save``, write the same rows and the run's config.
+
+    The one output path of every command: rows get ``model`` and ``method`` here when the method
+    did not name them (the results contract), so ``--json`` and ``--save`` always carry them.
+    """
+    table = contract_rows(table, args)
+    if getattr(args, "save", None):
+        save(table, args)
     if args.json:
         json.dump(table_records(table), sys.stdout)
         sys.stdout.write("\n")
@@ -74,7 +96,42 @@ def emit(table: pd.DataFrame, args: argparse.Namespace, readable: pd.DataFrame |
     print(shown if isinstance(shown, str) else shown.to_string(index=False))
 
 
-COMMON_DESTS = ("model", "device", "dtype", "json")
+def contract_rows(table: pd.DataFrame, args: argparse.Namespace) -> pd.DataFrame:
+    """``table`` with ``model`` (the loaded model's name) and ``method`` (the command's method)."""
+    from layerscope.results.contract import tidy
+
+    loaded = getattr(args, "loaded_models", [])
+    model = loaded[0].name if len(loaded) == 1 else args.model
+    return tidy(table, model=model, method=getattr(args, "method_name", None) or args.command)
+
+
+def command_of(args: argparse.Namespace) -> list[str]:
+    """``["eval", "next-token"]``: the command and its action, if it has one."""
+    action = getattr(args, "action", None)
+    return [args.command] + ([action] if action else [])
+
+
+def save(table: pd.DataFrame, args: argparse.Namespace) -> None:
+    """``--save FILE``: the rows, and ``STEM.config.json`` with what repeats the run."""
+    from layerscope.results.save import model_hash, save_rows
+
+    skip = {"func", "parser", "loaded_models", "method_name", "save", "json", "argv"}
+    arguments = {k: v for k, v in vars(args).items() if k not in skip and not k.startswith("_")}
+    models = [
+        {"name": m.name, "source": str(m.source), "hash": model_hash(m)} for m in getattr(args, "loaded_models", [])
+    ]
+    rows, config = save_rows(
+        table,
+        args.save,
+        command=command_of(args),
+        argv=list(getattr(args, "argv", [])),
+        arguments=json.loads(json.dumps(arguments, default=str)),
+        models=models,
+    )
+    status(f"wrote {rows} and {config}")
+
+
+COMMON_DESTS = ("model", "device", "dtype", "json", "save")
 
 
 def add_action(actions, name: str, func, help_text: str, description: str) -> argparse.ArgumentParser:

@@ -62,6 +62,7 @@ from layerscope.engine.interventions import Intervention, resolve_layers
 from layerscope.engine.positions import PositionSpec
 from layerscope.engine.sweep import clean_run, sweep_layers
 from layerscope.errors import LayerscopeError
+from layerscope.results.contract import tidy
 
 MANIPULATIONS = ("random", "freeze", "shuffle", "skip-attention")
 TASKS = ("capitals", "facts", "arithmetic", "copy")
@@ -463,7 +464,7 @@ def sweep_task(
         for m in names
         for k in ks
     ]
-    return pd.DataFrame(out)
+    return tidy(pd.DataFrame(out), model=model, method="attend")
 
 
 def _item_rows(model, item: Item, match: str) -> tuple[int, int]:
@@ -578,10 +579,13 @@ def switch(
         row.update({key: float(p[t]) for key, t in zip(keys, answer_tokens.tolist(), strict=True)})
         row["ignored"] = top == clean_top
         rows.append(row)
+    baselines = {key: float(clean[t]) for key, t in zip(keys, answer_tokens.tolist(), strict=True)}
     table = pd.DataFrame(rows)
     table.attrs["clean_top_token"] = decode([clean_top])
-    table.attrs["clean"] = {key: float(clean[t]) for key, t in zip(keys, answer_tokens.tolist(), strict=True)}
-    return table
+    table.attrs["clean"] = baselines
+    # the unswitched prompt's answers, as columns (the baseline of every row)
+    clean_columns = {"clean_top_token": decode([clean_top]), **{f"clean_{key}": v for key, v in baselines.items()}}
+    return tidy(table, model=model, method="attend", **clean_columns)
 
 
 def ignored_from(table: pd.DataFrame) -> int | None:

@@ -23,7 +23,7 @@ def _print_help(args: argparse.Namespace) -> None:
 def cmd_sweep(args: argparse.Namespace) -> None:
     from layerscope.engine.chunking import parse_budget
     from layerscope.methods.attend import api as attend
-    from layerscope.results.io import Checkpoint, save_table
+    from layerscope.results.io import Checkpoint
 
     names = [attend.canonical_manipulation(m) for m in _split(args.manipulation)]
     if not names:
@@ -77,8 +77,6 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
         title = f"{args.task}: past-token manipulations from layer k on ({model.name})"
         status(f"wrote {attend_curves(table, args.out, title=title)}")
-    if args.save:
-        status(f"wrote {save_table(table, args.save)}")
     readable = table.pivot(index="layer", columns="manipulation", values=["accuracy", "answer_prob"])
     readable = readable.reindex(columns=[(v, m) for v in ("accuracy", "answer_prob") for m in names])
     readable.columns = [f"{m} {'acc' if v == 'accuracy' else 'p'}" for v, m in readable.columns]
@@ -191,7 +189,6 @@ def register(command) -> None:
         help="report the layer from which accuracy >= (1 - tolerance) x clean (default: 0.1)",
     )
     s.add_argument("--out", help="write a PNG with one accuracy curve (and answer probability) per manipulation")
-    s.add_argument("--save", help="write the table here (.csv, .json or .parquet)")
     s.add_argument("--resume", metavar="FILE", help="checkpoint file: finished item groups are not redone")
 
     w = action(

@@ -48,6 +48,7 @@ from layerscope.metrics import (
 )
 from layerscope.metrics.entropy import canonical_normalization
 from layerscope.readout.probes import probe_accuracy
+from layerscope.results.contract import tidy
 from layerscope.results.io import Checkpoint
 
 METRIC_NAMES = (
@@ -327,7 +328,8 @@ def representation_metrics(
         for n in names
         for d in range(n_layers + 1)
     ]
-    return pd.DataFrame(rows, columns=["depth", "relative_depth", "metric", "value"])
+    table = pd.DataFrame(rows, columns=["depth", "relative_depth", "metric", "value"])
+    return tidy(table, model=model, method="layer_by_layer")
 
 
 def probe_layers(
@@ -369,7 +371,7 @@ def probe_layers(
         rows.append(
             {"depth": d, "relative_depth": d / model.n_layers, "accuracy": mean, "accuracy_std": std, "n": len(texts)}
         )
-    return pd.DataFrame(rows)
+    return tidy(pd.DataFrame(rows), model=model, method="layer_by_layer")
 
 
 def best_vs_last(table: pd.DataFrame) -> dict:
@@ -452,13 +454,13 @@ def compare_models(
         model = _load(entry, load_options)
         if progress:
             print(f"metrics on {model.name} ({model.n_layers} layers) ...", file=sys.stderr, flush=True)
-        table = representation_metrics(model, texts, names, progress=progress, **options)
-        table.insert(0, "model", model.name)
+        table = representation_metrics(model, texts, names, progress=progress, **options)  # rows name the model
         if checkpoint is not None:
             checkpoint.add(key, table.to_dict(orient="records"))
         tables.append(table)
         del model
-    return pd.concat(tables, ignore_index=True)[["model", "depth", "relative_depth", "metric", "value"]]
+    table = pd.concat(tables, ignore_index=True)[["model", "depth", "relative_depth", "metric", "value"]]
+    return tidy(table, model=None, method="layer_by_layer")
 
 
 def compare_probes(
@@ -493,14 +495,13 @@ def compare_probes(
             if progress:
                 print(f"probe {task} on {model.name} ...", file=sys.stderr, flush=True)
             table = probe_layers(model, texts, labels, progress=progress, **options)
-            table.insert(0, "task", task)
-            table.insert(0, "model", model.name)
+            table.insert(2, "task", task)  # after model, method
             if checkpoint is not None:
                 checkpoint.add([key, task], table.to_dict(orient="records"))
             tables.append(table)
         del model
     columns = ["model", "task", "depth", "relative_depth", "accuracy", "accuracy_std", "n"]
-    return pd.concat(tables, ignore_index=True)[columns]
+    return tidy(pd.concat(tables, ignore_index=True)[columns], model=None, method="layer_by_layer")
 
 
 def probe_summary(table: pd.DataFrame) -> pd.DataFrame:

@@ -57,13 +57,6 @@ def _checkpoint(args: argparse.Namespace, config: dict):
     return Checkpoint(args.resume, config=config) if args.resume else None
 
 
-def _save(table, args: argparse.Namespace) -> None:
-    if args.save:
-        from layerscope.results.io import save_table
-
-        status(f"wrote {save_table(table, args.save)}")
-
-
 def _batching(args: argparse.Namespace) -> dict:
     from layerscope.engine.chunking import parse_budget
 
@@ -105,8 +98,7 @@ def cmd_metrics(args: argparse.Namespace) -> None:
         if args.out:
             status(f"wrote {metric_curves(table, args.out, title=f'Layer by Layer: {model.name}')}")
         readable = table.pivot(index="depth", columns="metric", values="value")[metrics]
-        _save(table, args)
-        emit(table[["depth", "metric", "value"]], args, readable.to_string(float_format=lambda v: f"{v:.4f}"))
+        emit(table, args, readable.to_string(float_format=lambda v: f"{v:.4f}"))
         return
     status(f"metrics {', '.join(metrics)} on {len(texts)} texts for {', '.join(models)} ...")
     config = {"command": "metrics", "models": models, "metrics": metrics, "texts": texts, **options}
@@ -121,13 +113,8 @@ def cmd_metrics(args: argparse.Namespace) -> None:
     )
     if args.out:
         status(f"wrote {metric_curves_by_model(table, args.out, title='Layer by Layer: ' + ', '.join(models))}")
-    _save(table, args)
     readable = table.pivot_table(index="relative_depth", columns=["metric", "model"], values="value")
-    emit(
-        table[["model", "depth", "relative_depth", "metric", "value"]],
-        args,
-        readable.to_string(float_format=lambda v: f"{v:.4f}"),
-    )
+    emit(table, args, readable.to_string(float_format=lambda v: f"{v:.4f}"))
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
@@ -154,14 +141,9 @@ def cmd_probe(args: argparse.Namespace) -> None:
         )
         if args.out:
             status(f"wrote {probe_curve(table, args.out, title=f'Probe {args.task} ({model.name})')}")
-        _save(table, args)
         readable = table[["depth", "accuracy", "accuracy_std", "n"]].copy()
         readable["best"] = ["<- best" if d == summary["best_depth"] else "" for d in readable["depth"]]
-        emit(
-            table[["depth", "accuracy", "accuracy_std", "n"]],
-            args,
-            readable.to_string(index=False, float_format=lambda v: f"{v:.3f}"),
-        )
+        emit(table, args, readable.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         return
     if models is None:
         models = [load_model(args)]
@@ -183,7 +165,6 @@ def cmd_probe(args: argparse.Namespace) -> None:
         )
     if args.out:
         status(f"wrote {probe_curves_by_model(table, args.out)}")
-    _save(table, args)
     emit(table, args, summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
@@ -247,7 +228,6 @@ def register(command) -> None:
     )
     _add_batching(p)
     p.add_argument("--resume", help="checkpoint file (JSON lines) for --models: finished models are skipped")
-    p.add_argument("--save", help="write the table here (.csv, .json or .parquet)")
     p.add_argument("--out", help="write a PNG of every metric vs depth (vs relative depth with --models) here")
 
     p = command(
@@ -272,5 +252,4 @@ def register(command) -> None:
     p.add_argument("--models", help="several models, comma-separated: one curve per model and task")
     _add_batching(p)
     p.add_argument("--resume", help="checkpoint file (JSON lines): finished (model, task) pairs are skipped")
-    p.add_argument("--save", help="write the table here (.csv, .json or .parquet)")
     p.add_argument("--out", help="write a PNG of accuracy vs depth here")

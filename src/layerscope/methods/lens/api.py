@@ -12,6 +12,7 @@ import pandas as pd
 
 from layerscope.engine.interventions import resolve_layers
 from layerscope.readout.lenses import Lens, LogitLens
+from layerscope.results.contract import tidy
 
 
 def logit_lens(
@@ -52,7 +53,7 @@ def logit_lens(
                             "rank": rank,
                         }
                     )
-    return pd.DataFrame(rows)
+    return tidy(pd.DataFrame(rows), model=model, method=lens.name)
 
 
 def _show(tokenizer, token_id: int) -> str:

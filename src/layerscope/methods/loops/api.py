@@ -44,6 +44,7 @@ from layerscope.engine.grouping import in_order, iter_groups, length_groups
 from layerscope.engine.interventions import Intervention, add
 from layerscope.errors import LayerscopeError
 from layerscope.metrics import pool
+from layerscope.results.contract import tidy
 
 Block = tuple[int, int]
 ORACLE_TASKS = ("arithmetic", "harmful")
@@ -547,7 +548,7 @@ def self_verification(
         rows = [r for r in checkpoint.rows() if r["loops"] in loops]
     else:
         rows = [r for n in loops for r in collected[n]]
-    return _tidy(pd.DataFrame(rows), VERIFY_COLUMNS, ["layer", "iteration", "step"])
+    return tidy(_tidy(pd.DataFrame(rows), VERIFY_COLUMNS, ["layer", "iteration", "step"]), model=model, method="loops")
 
 
 def _tidy(table: pd.DataFrame, columns: list[str], int_columns: list[str]) -> pd.DataFrame:
@@ -833,4 +834,4 @@ def concept_injection(
                     "p_word_random": p_word[random_of[j]],
                 }
             )
-    return pd.DataFrame(rows, columns=INJECT_COLUMNS)
+    return tidy(pd.DataFrame(rows, columns=INJECT_COLUMNS), model=model, method="loops")

@@ -14,16 +14,6 @@ def _chat(value: str) -> bool | str:
     return {"auto": "auto", "on": True, "off": False}[value]
 
 
-def _save(table, path: str | None) -> None:
-    if path:
-        from layerscope.results.io import save_table
-
-        try:
-            status(f"wrote {save_table(table, path)}")
-        except ValueError as error:
-            raise LayerscopeError(f"--save: {error}") from None
-
-
 def cmd_verify(args: argparse.Namespace) -> None:
     from layerscope.methods.loops.api import (
         load_oracle_task,
@@ -79,7 +69,6 @@ def cmd_verify(args: argparse.Namespace) -> None:
     if args.out:
         title = f"{task.name}: block [{block[0]}, {block[1]}) looped, {model.name}"
         status(f"wrote {loop_verification_plot(table, args.out, title=title)}")
-    _save(table, args.save)
     emit(table, args, summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
@@ -127,7 +116,6 @@ def cmd_inject(args: argparse.Namespace) -> None:
             rows = table[table["concept"] == concept]
             title = f"inject '{concept}' at layer {rows['inject_layer'].iloc[0]}, scale {args.scale}, {model.name}"
             status(f"wrote {loop_heatmaps(rows, path, title=title)}")
-    _save(table, args.save)
     readable = table.copy()
     readable["answer"] = readable["answer"].map(lambda t: repr(t)[:24])
     readable = readable.drop(columns=["layer", "inject_layer", "scale"])
@@ -145,7 +133,6 @@ def _action(actions, name: str, func, help_text: str, description: str) -> argpa
         help="wrap prompts in the model's chat template (auto: when it has one)",
     )
     add_batch_budget(p)
-    p.add_argument("--save", help="also save the rows (.csv, .json or .parquet)")
     return p
 
 

@@ -44,6 +44,7 @@ from layerscope.engine.interventions import Intervention, LayerSpec, patch, reso
 from layerscope.engine.positions import PositionSpec
 from layerscope.engine.sweep import clean_run, sweep_layers
 from layerscope.errors import LayerscopeError
+from layerscope.results.contract import tidy
 
 PATCH_SITES = ("resid_post", "resid_pre", "attn_out", "mlp_out")
 GROUPINGS = ("auto", "position", "layer", "none")
@@ -333,7 +334,8 @@ def activation_patching(
         tiles=len(tiles),
         skipped=sum(p < shared for p in position_list) * len(layer_list),
     )
-    return table
+    # the baselines are columns too (attrs do not survive --json, --save or a concat)
+    return tidy(table, model=model, method="patching", site=site, clean_value=clean_value, corrupt_value=corrupt_value)
 
 
 def _shared_prefix(a: torch.Tensor, b: torch.Tensor) -> int:

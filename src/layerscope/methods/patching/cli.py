@@ -42,7 +42,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     readable = table.pivot(index="layer", columns="position", values="value").sort_index(ascending=False)
     tokens = table.drop_duplicates("position").sort_values("position")["token"].tolist()
     readable.columns = [f"{p}:{t}" for p, t in zip(readable.columns, tokens, strict=True)]
-    emit(table[["layer", "position", "value"]], args, readable.to_string(float_format=lambda v: f"{v:.2f}"))
+    emit(table, args, readable.to_string(float_format=lambda v: f"{v:.2f}"))
 
 
 def register(command) -> None:

@@ -25,14 +25,13 @@ def parse_target(text: str) -> str:
     return {"identity": IDENTITY_PROMPT, "describe": DESCRIBE_PROMPT}.get(text, text)
 
 
-def _save(table, path: str | None) -> None:
+def _save_items(table, path: str | None) -> None:
+    """``--save-items FILE``: every generated item (the rows of the summary are ``--save``'s)."""
     if path:
         from layerscope.results.io import save_table
+        from layerscope.results.save import check_target
 
-        try:
-            status(f"wrote {save_table(table, path)}")
-        except ValueError as error:
-            raise LayerscopeError(str(error)) from None
+        status(f"wrote {save_table(table, check_target(path))}")
 
 
 def cmd_patchscope(args: argparse.Namespace) -> None:
@@ -60,7 +59,6 @@ def cmd_patchscope(args: argparse.Namespace) -> None:
         progress=not args.json,
     )
     status(f"{len(table)} patched runs in {time.perf_counter() - start:.1f}s")
-    _save(table, args.save)
     readable = table.assign(
         top_token=[shorten(t, 14) for t in table["top_token"]], text=[shorten(t) for t in table["text"]]
     )
@@ -141,7 +139,6 @@ def _eval_next_token(args: argparse.Namespace) -> None:
         status("warning: a method is below 1.0 at the last layer, which is impossible by construction (a bug)")
     if args.out:
         status(f"wrote {layer_curves(table, args.out, title=f'Next-token prediction: {model.name}')}")
-    _save(table, args.save)
     wide = table.pivot(index="layer", columns="method", values=["precision_at_1", "surprisal"])
     wide.columns = [f"{'P@1' if v == 'precision_at_1' else 'surprisal'} {m}" for v, m in wide.columns]
     emit(table, args, wide.reset_index().to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -186,7 +183,7 @@ def _eval_attributes(args: argparse.Namespace) -> None:
     pairs, probe, summary = result["pairs"], result["probe"], result["summary"]
     if args.out:
         status(f"wrote {pair_heatmap(pairs, args.out, title=f'Attribute extraction: {model.name}')}")
-    _save(result["items"], args.save)
+    _save_items(result["items"], args.save_items)
     rows = pairs.assign(method="patchscope")
     if len(probe):
         probe_rows = probe.rename(columns={"layer": "source_layer", "probe_accuracy": "accuracy"})
@@ -217,7 +214,7 @@ def _eval_describe(args: argparse.Namespace) -> None:
     if args.out:
         curve = per_layer.assign(method="patchscope")
         status(f"wrote {layer_curves(curve, args.out, value='rouge_l', title=f'Entity description: {model.name}')}")
-    _save(result["items"], args.save)
+    _save_items(result["items"], args.save_items)
     emit(per_layer, args, per_layer.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
@@ -258,7 +255,6 @@ def register(command) -> None:
     p.add_argument("--max-new-tokens", type=int, default=20, help="tokens to generate (default: 20; 0: next token)")
     p.add_argument("--target-model", help="another model M* (e.g. gemma3-270m): fits an affine map per (l, l*)")
     p.add_argument("--map-texts", type=int, default=120, help="corpus lines for the cross-model map fit (default: 120)")
-    p.add_argument("--save", help="write all rows here (.csv, .json or .parquet)")
     add_batch_budget(p)
 
     p = command(
@@ -294,7 +290,6 @@ def register(command) -> None:
     q.add_argument("--tuned-lens", help="a tuned-lens file: loaded if it exists, else the fitted lens is saved there")
     q.add_argument("--seed", type=int, default=0, help="position sampling seed (default: 0)")
     q.add_argument("--out", help="write a PNG of Precision@1 and Surprisal vs layer here")
-    q.add_argument("--save", help="write the rows here (.csv, .json or .parquet)")
     add_batch_budget(q)
 
     q = add_action(
@@ -320,7 +315,7 @@ def register(command) -> None:
     q.add_argument("--seed", type=int, default=0, help="subject sampling / fold seed (default: 0)")
     q.add_argument("--resume", help="checkpoint file (JSON lines): finished relations are skipped on a rerun")
     q.add_argument("--out", help="write a PNG heatmap of accuracy per (l, l*) (mean over relations) here")
-    q.add_argument("--save", help="write every generated item here (.csv, .json or .parquet)")
+    q.add_argument("--save-items", metavar="FILE", help="write every generated item here (.csv, .json or .parquet)")
     add_batch_budget(q)
 
     q = add_action(
@@ -339,5 +334,7 @@ def register(command) -> None:
     q.add_argument("--seed", type=int, default=0, help="entity sampling seed (default: 0)")
     q.add_argument("--resume", help="checkpoint file (JSON lines): finished entities are skipped on a rerun")
     q.add_argument("--out", help="write a PNG of ROUGE-L vs layer here")
-    q.add_argument("--save", help="write every generated description here (.csv, .json or .parquet)")
+    q.add_argument(
+        "--save-items", metavar="FILE", help="write every generated description here (.csv, .json or .parquet)"
+    )
     add_batch_budget(q)

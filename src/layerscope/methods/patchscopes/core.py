@@ -39,6 +39,7 @@ from layerscope.engine.interventions import LayerSpec, patch, resolve_layers
 from layerscope.engine.positions import PositionSpec, PromptTokens, resolve, token_at_char
 from layerscope.engine.sweep import sweep_layers
 from layerscope.errors import LayerscopeError
+from layerscope.results.contract import tidy
 
 PLACEHOLDER = "x"
 
@@ -394,4 +395,4 @@ def patchscope(
         "top_token_id",
         "prob",
     ]
-    return table[columns]
+    return tidy(table[columns], model=model, method="patchscopes")

@@ -28,6 +28,7 @@ from layerscope.errors import LayerscopeError
 from layerscope.methods.patchscopes.core import Source, capture_sources, decode_states, patchscope
 from layerscope.methods.patchscopes.presets import DESCRIBE_PROMPT, IDENTITY_PROMPT
 from layerscope.readout.lenses import LogitLens, TunedLens
+from layerscope.results.contract import tidy
 from layerscope.results.io import Checkpoint
 
 METHODS = ("patchscope", "logit_lens", "tuned_lens")
@@ -130,7 +131,8 @@ def eval_next_token(
             for layer in layer_list:
                 logits = lens.logits(model, states[capture_layers.index(layer)], layer)
                 rows.append(score(layer, method, logits.argmax(-1)))
-    return pd.DataFrame(rows).sort_values(["method", "layer"], kind="stable").reset_index(drop=True)
+    table = pd.DataFrame(rows).sort_values(["method", "layer"], kind="stable").reset_index(drop=True)
+    return tidy(table, model=model, method="patchscopes")
 
 
 # ---- attribute extraction ---------------------------------------------------------------------
@@ -294,7 +296,9 @@ def eval_attributes(
     )
     probe_rows = pd.DataFrame([r for r in all_rows if r["kind"] == "probe"])
     probe_table = probe_rows.drop(columns="kind") if len(probe_rows) else pd.DataFrame()
-    return {"items": items, "pairs": pairs, "probe": probe_table, "summary": _summary(pairs, probe_table)}
+    summary = _summary(pairs, probe_table)
+    tables = {"items": items, "pairs": pairs, "probe": probe_table, "summary": summary}
+    return {name: tidy(table, model=model, method="patchscopes") for name, table in tables.items()}
 
 
 def _summary(pairs: pd.DataFrame, probe: pd.DataFrame) -> pd.DataFrame:
@@ -412,4 +416,5 @@ def eval_describe(
     names = {r["entity"] for r in chosen}
     items = pd.DataFrame([r for r in checkpoint.rows() if r["entity"] in names])
     per_layer = items.groupby("layer")["rouge_l"].agg(rouge_l="mean", n="size").reset_index()
-    return {"items": items, "layers": per_layer}
+    tables = {"items": items, "layers": per_layer}
+    return {name: tidy(table, model=model, method="patchscopes") for name, table in tables.items()}
