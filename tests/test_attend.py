@@ -7,9 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
+import layerscope.methods.attend as attend
+import layerscope.methods.attend.sweep as attend_sweep
 from layerscope.engine.interventions import resolve_layers
 from layerscope.errors import LayerscopeError
-from layerscope.methods.attend import api as attend
+from layerscope.methods.attend.scoring import _continues_word as continues_word
 from layerscope.results.io import Checkpoint
 from tests.conftest import save_model_dir, tiny
 from tests.helpers import assert_clean, freeze_hooks, hf_logits, random_like, run_cli, shuffled, site_hook, with_hooks
@@ -231,9 +233,9 @@ def test_word_boundary_check_on_a_subword_tokenizer():
             return "".join(self.pieces[i] for i in ids)
 
     tok = Subword()
-    assert attend._continues_word(tok, (0, 1), 2)  # " Paris" + "ian"
-    assert not attend._continues_word(tok, (0, 1), 3)
-    assert not attend._continues_word(tok, (0, 1), 4)
+    assert continues_word(tok, (0, 1), 2)  # " Paris" + "ian"
+    assert not continues_word(tok, (0, 1), 3)
+    assert not continues_word(tok, (0, 1), 4)
 
 
 # ---- sweep_task, groups, resume, summaries -----------------------------------------------------
@@ -255,7 +257,7 @@ def test_sweep_task_groups_and_resume_equal_one_group(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a finished group ran again")
 
-    monkeypatch.setattr(attend, "evaluate", fail)
+    monkeypatch.setattr(attend_sweep, "evaluate", fail)
     again = attend.sweep_task(model, items, ["random", "freeze"], "0,2", checkpoint=Checkpoint(ckpt, {}), **kwargs)
     pd.testing.assert_frame_equal(again, whole, atol=1e-6, rtol=1e-5)
 

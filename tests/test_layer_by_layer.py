@@ -14,7 +14,7 @@ from sklearn.preprocessing import StandardScaler
 
 from layerscope.augment import augment_views
 from layerscope.errors import LayerscopeError
-from layerscope.methods.layer_by_layer.api import (
+from layerscope.methods.layer_by_layer import (
     METRIC_NAMES,
     best_vs_last,
     depth_states,
@@ -234,7 +234,7 @@ def test_unknown_task_lists_tasks(capsys, model_dir):
 
 def test_plan_chunks_longest_first_within_budget_and_cap():
     from layerscope.engine.chunking import row_bytes
-    from layerscope.methods.layer_by_layer.api import plan_chunks, token_lengths
+    from layerscope.methods.layer_by_layer import plan_chunks, token_lengths
 
     model = tiny("llama")
     lengths = token_lengths(model, TEXTS)
@@ -256,7 +256,7 @@ def test_plan_chunks_longest_first_within_budget_and_cap():
 
 
 def test_pooled_states_keep_text_order_whatever_the_chunking():
-    from layerscope.methods.layer_by_layer.api import pooled_states
+    from layerscope.methods.layer_by_layer import pooled_states
 
     model = tiny("llama")
     expected = reference_pooled(model, TEXTS).float()
@@ -266,7 +266,7 @@ def test_pooled_states_keep_text_order_whatever_the_chunking():
 
 
 def test_drop_dims_zeroes_those_dimensions_everywhere():
-    from layerscope.methods.layer_by_layer.api import pooled_states
+    from layerscope.methods.layer_by_layer import pooled_states
 
     model = tiny("llama")
     got = pooled_states(model, TEXTS, drop_dims=[3, 0, 3], progress=False)
@@ -289,7 +289,7 @@ def two_models():
 
 
 def test_compare_models_is_each_model_alone_on_a_relative_depth_axis(tmp_path):
-    from layerscope.methods.layer_by_layer.api import compare_models
+    from layerscope.methods.layer_by_layer import compare_models
     from layerscope.results.io import Checkpoint
 
     models = two_models()
@@ -311,7 +311,7 @@ def test_compare_models_is_each_model_alone_on_a_relative_depth_axis(tmp_path):
 
 
 def test_compare_models_rejects_duplicates_and_bad_metrics_before_loading():
-    from layerscope.methods.layer_by_layer.api import compare_models
+    from layerscope.methods.layer_by_layer import compare_models
 
     with pytest.raises(LayerscopeError, match="twice"):
         compare_models([tiny("llama"), tiny("llama")], TEXTS, ["curvature"])
@@ -322,7 +322,7 @@ def test_compare_models_rejects_duplicates_and_bad_metrics_before_loading():
 
 
 def test_compare_probes_and_summary():
-    from layerscope.methods.layer_by_layer.api import compare_probes, probe_summary
+    from layerscope.methods.layer_by_layer import compare_probes, probe_summary
 
     models = two_models()
     texts = [f"{w} item number {i}" for i in range(9) for w in ("good", "bad")]
@@ -353,7 +353,7 @@ def test_compare_probes_and_summary():
 
 
 def test_top_dimensions_match_numpy():
-    from layerscope.methods.layer_by_layer.api import top_dimensions
+    from layerscope.methods.layer_by_layer import top_dimensions
 
     model = tiny("llama")
     table = top_dimensions(model, TEXTS, top=2, batch_size=3, progress=False)

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import layerscope as ls
+import layerscope.methods.loops as L
 from layerscope.errors import LayerscopeError
-from layerscope.methods.loops import api as L
 from tests.conftest import save_model_dir, tiny
 from tests.helpers import assert_clean, hf_hidden_states, looped_copy, run_cli, with_hooks
 

@@ -20,16 +20,10 @@ from layerscope.methods.patchscopes import (
     patchscope,
     placeholder_position,
 )
+from layerscope.methods.patchscopes.attributes import attribute_probe, eval_attributes, mentions
 from layerscope.methods.patchscopes.core import layer_pairs
-from layerscope.methods.patchscopes.evaluate import (
-    attribute_probe,
-    clean_description,
-    eval_attributes,
-    eval_describe,
-    eval_next_token,
-    mentions,
-    rouge_l,
-)
+from layerscope.methods.patchscopes.describe import clean_description, eval_describe, rouge_l
+from layerscope.methods.patchscopes.evaluate import eval_next_token
 from layerscope.testing import tiny_model
 from tests.conftest import save_model_dir, tiny
 from tests.helpers import assert_clean, run_cli, site_hook, with_hooks
@@ -392,8 +386,8 @@ def test_mentions_and_descriptions():
 
 
 def test_attribute_probe_counts_unlearnable_items_as_wrong():
-    from layerscope.methods.layer_by_layer.api import probe_accuracy
     from layerscope.methods.patchscopes.core import Source, capture_sources
+    from layerscope.readout.probes import probe_accuracy
 
     model = tiny("llama")
     objects = ["paris"] * 4 + ["rome"] * 4 + ["madrid"] * 2  # madrid has fewer subjects than folds
@@ -420,7 +414,7 @@ def test_eval_attributes_and_resume(tmp_path, monkeypatch):
     )
     assert {"patchscope_best", "probe_best", "probe_learnable"} <= set(summary.columns)
     # a rerun with the checkpoint does not run the Patchscope again
-    import layerscope.methods.patchscopes.evaluate as ev
+    import layerscope.methods.patchscopes.attributes as ev
 
     monkeypatch.setattr(ev, "patchscope", lambda *a, **k: pytest.fail("recomputed a finished relation"))
     again = eval_attributes(model, ["country_capital", "element_symbol"], **kwargs)

@@ -21,8 +21,8 @@ def _print_help(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
+    import layerscope.methods.attend as attend
     from layerscope.engine.chunking import parse_budget
-    from layerscope.methods.attend import api as attend
     from layerscope.results.io import Checkpoint
 
     names = [attend.canonical_manipulation(m) for m in _split(args.manipulation)]
@@ -84,8 +84,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_switch(args: argparse.Namespace) -> None:
+    import layerscope.methods.attend as attend
     from layerscope.engine.chunking import parse_budget
-    from layerscope.methods.attend import api as attend
 
     parse_budget(args.batch_budget)
     answers = _split(args.answers) if args.answers else []
@@ -123,7 +123,7 @@ def cmd_switch(args: argparse.Namespace) -> None:
 
 def register(command) -> None:
     """Add this module's commands through ``command(name, func, help, description)``."""
-    from layerscope.methods.attend.api import MANIPULATIONS, MATCHES, TASKS
+    from layerscope.methods.attend import MANIPULATIONS, MATCHES, TASKS
 
     p = command(
         "attend",

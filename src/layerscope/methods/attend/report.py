@@ -7,7 +7,7 @@ from pathlib import Path
 
 def section_attend(model, report, out_dir: Path) -> list[dict]:
     """The Spain/France/Italy switch and the random-manipulation curve on capitals (~1 min on CPU)."""
-    from layerscope.methods.attend import api as attend
+    import layerscope.methods.attend as attend
     from layerscope.methods.attend.plots import attend_curves, switch_curves
 
     example = attend.SWITCH_EXAMPLE

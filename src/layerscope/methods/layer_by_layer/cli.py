@@ -68,7 +68,7 @@ def _batching(args: argparse.Namespace) -> dict:
 
 def cmd_metrics(args: argparse.Namespace) -> None:
     from layerscope.datasets import load_corpus
-    from layerscope.methods.layer_by_layer.api import canonical_metric, compare_models, representation_metrics
+    from layerscope.methods.layer_by_layer import canonical_metric, compare_models, representation_metrics
     from layerscope.methods.layer_by_layer.plots import metric_curves, metric_curves_by_model
 
     metrics = [canonical_metric(m) for m in args.metrics.split(",") if m.strip()]
@@ -118,7 +118,7 @@ def cmd_metrics(args: argparse.Namespace) -> None:
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
-    from layerscope.methods.layer_by_layer.api import best_vs_last, compare_probes, probe_layers, probe_summary
+    from layerscope.methods.layer_by_layer import best_vs_last, compare_probes, probe_layers, probe_summary
     from layerscope.methods.layer_by_layer.plots import probe_curve, probe_curves_by_model
 
     task_names = [t.strip() for t in args.task.split(",") if t.strip()]
@@ -170,7 +170,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
 
 def _add_batching(p: argparse.ArgumentParser) -> None:
     from layerscope.engine.chunking import DEFAULT_BUDGET
-    from layerscope.methods.layer_by_layer.api import DEFAULT_BATCH_SIZE
+    from layerscope.methods.layer_by_layer import DEFAULT_BATCH_SIZE
 
     p.add_argument(
         "--batch-budget",

@@ -50,7 +50,7 @@ def metric_curves_by_model(
     """One panel per metric, one curve per ``model``: ``value`` vs ``relative_depth`` (0 to 1).
 
     ``table`` is tidy: ``model, relative_depth, metric, value`` (as from
-    :func:`layerscope.methods.layer_by_layer.api.compare_models`).
+    :func:`layerscope.methods.layer_by_layer.compare_models`).
     """
     metrics = list(dict.fromkeys(table["metric"]))
     models = list(dict.fromkeys(table["model"]))

@@ -14,7 +14,7 @@ def section_layer_by_layer(model, report, out_dir: Path) -> list[dict]:
     import pandas as pd
 
     from layerscope.datasets import load_corpus, load_dataset
-    from layerscope.methods.layer_by_layer.api import best_vs_last, probe_layers, representation_metrics
+    from layerscope.methods.layer_by_layer import best_vs_last, probe_layers, representation_metrics
     from layerscope.methods.layer_by_layer.plots import metric_curves, probe_curve
 
     report.section(

@@ -15,7 +15,7 @@ def _chat(value: str) -> bool | str:
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
-    from layerscope.methods.loops.api import (
+    from layerscope.methods.loops import (
         load_oracle_task,
         parse_block,
         parse_loops,
@@ -76,7 +76,7 @@ def cmd_inject(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from layerscope.datasets import load_concepts
-    from layerscope.methods.loops.api import concept_injection, parse_block, parse_loops
+    from layerscope.methods.loops import concept_injection, parse_block, parse_loops
     from layerscope.methods.loops.plots import loop_heatmaps
 
     loops = parse_loops(args.loops)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 def section_loops(model, report, out_dir: Path) -> list[dict]:
     """Demo: a small self-verification sweep (arithmetic, 40 items, 1-2 loops) and one concept injection."""
-    from layerscope.methods.loops.api import (
+    from layerscope.methods.loops import (
         arithmetic_task,
         concept_injection,
         default_block,

@@ -44,6 +44,7 @@ from layerscope.engine.interventions import Intervention, LayerSpec, patch, reso
 from layerscope.engine.positions import PositionSpec
 from layerscope.engine.sweep import clean_run, sweep_layers
 from layerscope.errors import LayerscopeError
+from layerscope.readout.tokens import single_token
 from layerscope.results.contract import tidy
 
 PATCH_SITES = ("resid_post", "resid_pre", "attn_out", "mlp_out")
@@ -73,25 +74,6 @@ class Tile:
     @property
     def n_cells(self) -> int:
         return len(self.layers) * len(self.positions)
-
-
-def single_token(tokenizer, text: str, what: str) -> int:
-    """The id of ``text`` if it is exactly one token, else a :class:`LayerscopeError` that shows the split."""
-    if not isinstance(text, str) or not text:
-        raise LayerscopeError(f"{what} is empty: give one token, e.g. ' Paris' (with its leading space)")
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    if len(ids) != 1:
-        pieces = tokenizer.convert_ids_to_tokens(ids)
-        hint = ""
-        if not text.startswith(" "):
-            spaced = tokenizer(" " + text, add_special_tokens=False)["input_ids"]
-            if len(spaced) == 1:
-                hint = f"; ' {text}' (with a leading space) is one token"
-        raise LayerscopeError(
-            f"{what} {text!r} is {len(ids)} tokens {pieces}, but the metric compares the logits of single "
-            f"tokens: choose a word that is one token{hint}"
-        )
-    return int(ids[0])
 
 
 def start_layer_of(site: str, layer: int, n_layers: int) -> int:

@@ -157,7 +157,7 @@ def _positive_int(text: str, name: str) -> int:
 def _eval_attributes(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from layerscope.methods.patchscopes.evaluate import eval_attributes
+    from layerscope.methods.patchscopes.attributes import eval_attributes
     from layerscope.methods.patchscopes.plots import pair_heatmap
 
     relations = [r.strip() for r in args.relations.split(",") if r.strip()] if args.relations else None
@@ -193,7 +193,7 @@ def _eval_attributes(args: argparse.Namespace) -> None:
 
 
 def _eval_describe(args: argparse.Namespace) -> None:
-    from layerscope.methods.patchscopes.evaluate import eval_describe
+    from layerscope.methods.patchscopes.describe import eval_describe
     from layerscope.methods.patchscopes.plots import layer_curves
 
     limit = None if args.limit == "all" else _positive_int(args.limit, "--limit")
