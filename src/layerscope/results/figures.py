@@ -15,8 +15,12 @@ from layerscope.results.io import atomic_write  # noqa: E402
 __all__ = ["plt", "save_figure"]
 
 
-def save_figure(fig, path: str | os.PathLike) -> Path:
-    """Write ``fig`` to ``path`` as a PNG (atomically) and close it."""
+def save_figure(fig, path: str | os.PathLike, suptitle: str | None = None) -> Path:
+    """Write ``fig`` to ``path`` as a PNG (atomically) and close it; ``suptitle``: the figure's title,
+    laid out with ``tight_layout`` (the multi-panel plots)."""
+    if suptitle is not None:
+        fig.suptitle(suptitle)
+        fig.tight_layout()
 
     def write(tmp: Path) -> None:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")

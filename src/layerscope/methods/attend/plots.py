@@ -36,9 +36,7 @@ def attend_curves(
         ax.set_ylim(-0.02, min(1.02, 1.15 * top + 0.02))  # low-accuracy tasks stay readable
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, path, suptitle=title)
 
 
 def switch_curves(table: pd.DataFrame, path: str | os.PathLike, title: str = "Token switch from layer k on") -> Path:

@@ -24,9 +24,7 @@ def metric_curves(table: pd.DataFrame, path: str | os.PathLike, title: str = "La
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, path, suptitle=title)
 
 
 def probe_curve(table: pd.DataFrame, path: str | os.PathLike, title: str = "Linear probe per depth") -> Path:
@@ -70,9 +68,7 @@ def metric_curves_by_model(
     axes.flat[0].legend(fontsize=7)
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, path, suptitle=title)
 
 
 def probe_curves_by_model(
@@ -95,6 +91,4 @@ def probe_curves_by_model(
         ax.set_ylabel("accuracy (CV)")
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, path, suptitle=title)

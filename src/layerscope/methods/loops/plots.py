@@ -37,9 +37,7 @@ def loop_verification_plot(
     right.set_ylim(0, 1.02)
     right.legend(fontsize=8)
     right.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, path, suptitle=title)
 
 
 def loop_heatmaps(
@@ -65,6 +63,4 @@ def loop_heatmaps(
         note = f" (clean {table[clean].iloc[0]:.3g})" if clean in table and len(table) else ""
         ax.set_title(f"{metric}{note}", fontsize=10)
         fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.suptitle(f"{title} ({int(table['loops'].max())} loops)")
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, path, suptitle=f"{title} ({int(table['loops'].max())} loops)")

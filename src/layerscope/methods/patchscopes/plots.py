@@ -25,9 +25,7 @@ def layer_curves(
         ax.set_ylabel(name.replace("_", " "))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, path, suptitle=title)
 
 
 def pair_heatmap(pairs: pd.DataFrame, path: str | os.PathLike, title: str = "Accuracy per (l, l*)") -> Path:
