@@ -151,11 +151,13 @@ def add_action(actions, name: str, func, help_text: str, description: str) -> ar
     return parser
 
 
-def add_batch_budget(parser: argparse.ArgumentParser) -> None:
+def add_batch_budget(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """``--batch-budget``, defined once for every command that chunks its work (``note``: what it bounds there)."""
     from layerscope.engine.chunking import DEFAULT_BUDGET
 
     parser.add_argument(
         "--batch-budget",
         default=DEFAULT_BUDGET,
-        help=f"memory for the activations of one forward chunk, e.g. 512MB or 4GB (default: {DEFAULT_BUDGET})",
+        help=f"memory for the activations of one forward chunk, e.g. 512MB or 4GB (default: {DEFAULT_BUDGET})"
+        + (f"; {note}" if note else ""),
     )

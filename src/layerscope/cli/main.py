@@ -8,6 +8,7 @@ import sys
 
 from layerscope.cli import basic, demo, rerun
 from layerscope.cli.common import add_common_options
+from layerscope.engine.chunking import parse_budget
 from layerscope.errors import LayerscopeError
 from layerscope.methods import METHODS, cli_module
 from layerscope.results.save import check_target
@@ -58,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         for option in ("save", "save_items"):  # a bad path or format fails before any model loads
             if getattr(args, option, None):
                 check_target(args.save if option == "save" else args.save_items)
+        if getattr(args, "batch_budget", None) is not None:
+            parse_budget(args.batch_budget)  # so does a bad --batch-budget
         args.func(args)
     except LayerscopeError as error:
         print(f"layerscope: error: {error}", file=sys.stderr)

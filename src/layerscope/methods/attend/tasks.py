@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from layerscope.errors import LayerscopeError
+from layerscope.names import canonical_name
 
 MANIPULATIONS = ("random", "freeze", "shuffle", "skip-attention")
 TASKS = ("capitals", "facts", "arithmetic", "copy")
@@ -94,8 +95,4 @@ def _answers(main: str, aliases: Sequence[str]) -> tuple[str, ...]:
 
 
 def canonical_manipulation(name: str) -> str:
-    key = name.strip().lower()
-    key = _ALIASES.get(key, key)
-    if key not in MANIPULATIONS:
-        raise LayerscopeError(f"unknown manipulation {name!r}: use one of {', '.join(MANIPULATIONS)}")
-    return key
+    return canonical_name(name, MANIPULATIONS, what="manipulation", aliases=_ALIASES)

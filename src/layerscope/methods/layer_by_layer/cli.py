@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from layerscope.cli.common import emit, load_model, read_texts, status
+from layerscope.cli.common import add_batch_budget, emit, load_model, read_texts, status
 from layerscope.errors import LayerscopeError
 
 PROBE_TASKS = ("sentiment", "topic", "fact_opinion")
@@ -169,15 +169,9 @@ def cmd_probe(args: argparse.Namespace) -> None:
 
 
 def _add_batching(p: argparse.ArgumentParser) -> None:
-    from layerscope.engine.chunking import DEFAULT_BUDGET
     from layerscope.methods.layer_by_layer import DEFAULT_BATCH_SIZE
 
-    p.add_argument(
-        "--batch-budget",
-        default=DEFAULT_BUDGET,
-        help=f"activation memory per forward chunk, e.g. 512MB or 2GiB (default: {DEFAULT_BUDGET}); "
-        "chunks are as large as fit, longest prompts first",
-    )
+    add_batch_budget(p, "chunks are as large as fit, longest prompts first")
     p.add_argument(
         "--batch-size",
         type=int,

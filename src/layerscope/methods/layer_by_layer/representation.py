@@ -23,6 +23,7 @@ from layerscope.metrics import (
     prompt_entropy,
 )
 from layerscope.metrics.entropy import canonical_normalization
+from layerscope.names import canonical_name
 from layerscope.results.contract import tidy
 
 METRIC_NAMES = (
@@ -42,11 +43,7 @@ DEFAULT_METRICS = ("prompt_entropy", "dataset_entropy", "curvature", "infonce", 
 
 def canonical_metric(name: str) -> str:
     """``"prompt-entropy"`` / ``"prompt_entropy"`` -> ``"prompt_entropy"``; unknown names raise."""
-    key = name.strip().lower().replace("-", "_")
-    if key not in METRIC_NAMES:
-        valid = ", ".join(n.replace("_", "-") for n in METRIC_NAMES)
-        raise LayerscopeError(f"unknown metric {name!r}: valid metrics are {valid}")
-    return key
+    return canonical_name(name, METRIC_NAMES, what="metric", shown=[n.replace("_", "-") for n in METRIC_NAMES])
 
 
 def representation_metrics(

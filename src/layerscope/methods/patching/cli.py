@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from layerscope.cli.common import emit, load_model, status
+from layerscope.cli.common import add_batch_budget, emit, load_model, status
 from layerscope.errors import LayerscopeError
 from layerscope.methods.patching.api import GROUPINGS, PATCH_SITES
 
@@ -68,11 +68,7 @@ def register(command) -> None:
     p.add_argument("--site", default="resid_post", choices=PATCH_SITES, help="where to patch (default: resid_post)")
     p.add_argument("--layers", default="all", help="layers: all, N, A:B or A,B,C (default: all)")
     p.add_argument("--out", help="write the heatmap PNG here")
-    p.add_argument(
-        "--batch-budget",
-        default="1GB",
-        help="memory budget of the sweep (held states + one batched forward chunk), e.g. 256MB or 2GB (default: 1GB)",
-    )
+    add_batch_budget(p, "for the sweep: the held states plus one batched forward chunk")
     p.add_argument(
         "--grouping",
         default="auto",

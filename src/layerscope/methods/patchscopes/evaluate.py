@@ -26,6 +26,7 @@ from layerscope.engine.interventions import LayerSpec, resolve_layers
 from layerscope.errors import LayerscopeError
 from layerscope.methods.patchscopes.core import Source, capture_sources, decode_states
 from layerscope.methods.patchscopes.presets import IDENTITY_PROMPT
+from layerscope.names import canonical_name
 from layerscope.readout.lenses import LogitLens, TunedLens
 from layerscope.results.contract import tidy
 
@@ -33,10 +34,7 @@ METHODS = ("patchscope", "logit_lens", "tuned_lens")
 
 
 def canonical_method(name: str) -> str:
-    method = name.strip().lower().replace("-", "_")
-    if method not in METHODS:
-        raise LayerscopeError(f"unknown method {name!r}: use patchscope, logit-lens or tuned-lens")
-    return method
+    return canonical_name(name, METHODS, what="method", shown=["patchscope", "logit-lens", "tuned-lens"])
 
 
 # ---- next-token prediction ------------------------------------------------------------------
