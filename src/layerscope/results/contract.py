@@ -33,7 +33,7 @@ def tidy(table: pd.DataFrame, *, model: Any, method: str, **baselines: Any) -> p
 
     A ``model`` or ``method`` column already there is kept (several models side by side; the
     Patchscopes evaluations, whose rows name the readout that made them: ``patchscope``,
-    ``logit_lens``, ``tuned_lens``). ``attrs`` are kept too, for code that reads them.
+    ``logit_lens``, ``tuned_lens``).
     """
     out = table.copy()
     for name, value in baselines.items():
@@ -43,9 +43,7 @@ def tidy(table: pd.DataFrame, *, model: Any, method: str, **baselines: Any) -> p
     if "model" not in out.columns:
         out.insert(0, "model", model_name(model))
     order = [*REQUIRED, *[c for c in out.columns if c not in REQUIRED]]
-    out = out[order]
-    out.attrs = dict(table.attrs)
-    return out
+    return out[order]
 
 
 def check_rows(table: pd.DataFrame | list[Mapping[str, Any]]) -> None:

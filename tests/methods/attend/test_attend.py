@@ -393,7 +393,7 @@ def test_spain_france_italy_switch_on_the_default_model(default_model):
     early, late = table.iloc[0], table.iloc[1]
     assert early["top_token"] == " Rome" and early["p_Rome"] > 0.5  # followed at k = 0
     assert late["top_token"] == " Paris" and late["ignored"]  # ignored at the last layer
-    assert table.attrs["clean_top_token"] == " Paris"
+    assert set(table["clean_top_token"]) == {" Paris"}
 
 
 def test_demo_section_runs_and_reports(tmp_path):

@@ -63,24 +63,16 @@ def test_grid_equals_a_hand_written_hook_loop(arch, site):
     model = tiny(arch)
     table = activation_patching(model, CLEAN, CORRUPT, "paris", "rome", site=site, progress=False)
     expected = hand_grid(model, site)
-    assert list(table.columns) == [
-        "model",
-        "method",
-        "layer",
-        "position",
-        "token",
-        "value",
-        "site",
-        "clean_value",
-        "corrupt_value",
+    assert list(table.columns) == ["model", "method", "layer", "position", "token", "value", "skipped"] + [
+        "site", "answer", "wrong", "clean_value", "corrupt_value"
     ]
     assert len(table) == expected.numel()
     torch.testing.assert_close(as_grid(table), expected, atol=1e-4, rtol=1e-4)
     # the unpatched metrics: patching resid_post of the last layer everywhere is the clean run
     a, w = (model.tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in ("paris", "rome"))
     clean_logits, corrupt_logits = hf_logits(model, CLEAN)[0, -1], hf_logits(model, CORRUPT)[0, -1]
-    assert table.attrs["clean_value"] == pytest.approx(float(clean_logits[a] - clean_logits[w]), abs=1e-4)
-    assert table.attrs["corrupt_value"] == pytest.approx(float(corrupt_logits[a] - corrupt_logits[w]), abs=1e-4)
+    assert table["clean_value"].iloc[0] == pytest.approx(float(clean_logits[a] - clean_logits[w]), abs=1e-4)
+    assert table["corrupt_value"].iloc[0] == pytest.approx(float(corrupt_logits[a] - corrupt_logits[w]), abs=1e-4)
     assert_clean(model)
 
 
@@ -105,15 +97,15 @@ def test_cells_in_the_shared_prefix_are_answered_without_running(arch, site):
     shared = int((ids[0] != ids[1]).nonzero()[0])
     assert shared >= 8  # the test needs a long common prefix
     skipped = activation_patching(model, clean, corrupt, "paris", "rome", site=site, progress=False)
-    assert skipped.attrs["skipped"] == shared * model.n_layers
+    assert skipped["skipped"].sum() == shared * model.n_layers
     every = activation_patching(model, clean, corrupt, "paris", "rome", site=site, skip_shared_prefix=False)
-    assert every.attrs["skipped"] == 0
+    assert every["skipped"].sum() == 0
     expected = hand_grid(model, site, clean, corrupt)
     torch.testing.assert_close(as_grid(skipped), expected, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(as_grid(every), expected, atol=1e-4, rtol=1e-4)
     # a skipped cell holds the corrupt run's own metric
     head = skipped[skipped.position < shared]
-    assert (head.value == skipped.attrs["corrupt_value"]).all()
+    assert (head.value == skipped["corrupt_value"].iloc[0]).all()
     assert_clean(model)
 
 
@@ -226,16 +218,8 @@ def test_cli_json_rows_heatmap_and_errors(capsys, tmp_path, monkeypatch):
     code, out, err = run_cli(capsys, *args, "--json", "--out", str(png), "--batch-budget", "1MB")
     assert code == 0, err
     rows = json.loads(out)
-    assert set(rows[0]) == {
-        "model",
-        "method",
-        "layer",
-        "position",
-        "token",
-        "value",
-        "site",
-        "clean_value",
-        "corrupt_value",
+    assert set(rows[0]) == {"model", "method", "layer", "position", "token", "value", "skipped"} | {
+        "site", "answer", "wrong", "clean_value", "corrupt_value"
     }
     assert len(rows) == model.n_layers * len(model.tokenize(CORRUPT).prompts[0])
     table = activation_patching(model, CLEAN, CORRUPT, "paris", "rome", progress=False)
@@ -316,10 +300,10 @@ def test_default_model_eiffel_invariants(default_model):
     table = activation_patching(default_model, clean, corrupt, " Paris", " Rome", layers=[0, -1], progress=False)
     cell = table.set_index(["layer", "position"])["value"]
     last = default_model.n_layers - 1
-    assert table.attrs["clean_value"] > 0 > table.attrs["corrupt_value"]  # Paris vs Rome
-    assert cell[(last, 9)] == pytest.approx(table.attrs["clean_value"], abs=1e-3)
-    assert cell[(0, 0)] == pytest.approx(table.attrs["corrupt_value"], abs=1e-3)  # 'The' == 'The'
-    assert cell[(last, 3)] == pytest.approx(table.attrs["corrupt_value"], abs=1e-3)  # last layer, not last pos
+    assert table["clean_value"].iloc[0] > 0 > table["corrupt_value"].iloc[0]  # Paris vs Rome
+    assert cell[(last, 9)] == pytest.approx(table["clean_value"].iloc[0], abs=1e-3)
+    assert cell[(0, 0)] == pytest.approx(table["corrupt_value"].iloc[0], abs=1e-3)  # 'The' == 'The'
+    assert cell[(last, 3)] == pytest.approx(table["corrupt_value"].iloc[0], abs=1e-3)  # last layer, not last pos
 
 
 def test_bfloat16_grid_follows_the_hand_written_loop_in_the_same_dtype():

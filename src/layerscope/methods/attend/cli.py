@@ -105,8 +105,9 @@ def cmd_switch(args: argparse.Namespace) -> None:
         batch_budget=args.batch_budget,
         progress=not args.json,
     )
-    clean = ", ".join(f"{k} {v:.3f}" for k, v in table.attrs["clean"].items())
-    status(f"without the switch: top token {table.attrs['clean_top_token']!r}" + (f", {clean}" if clean else ""))
+    baselines = {c[len("clean_") :]: table[c].iloc[0] for c in table.columns if c.startswith("clean_p_")}
+    clean = ", ".join(f"{k} {v:.3f}" for k, v in baselines.items())
+    status(f"without the switch: top token {table['clean_top_token'].iloc[0]!r}" + (f", {clean}" if clean else ""))
     layer = attend.ignored_from(table)
     status(
         f"the switch is ignored from layer {layer} on (top token = the unswitched prompt's)"

@@ -44,8 +44,8 @@ def switch(
 
     ``answers`` are continuations whose probability is reported as ``p_<answer stripped>`` (the
     probability of the answer's first token). Rows: ``layer, top_token, top_prob, p_..., ignored``;
-    ``ignored`` is whether the top token equals the unswitched prompt's. ``table.attrs`` holds the
-    clean top token and answer probabilities.
+    ``ignored`` is whether the top token equals the unswitched prompt's; the unswitched prompt's
+    top token and answer probabilities are the columns ``clean_top_token`` and ``clean_p_...``.
     """
     keys = [answer_key(a) for a in answers]
     if len(set(keys)) != len(keys):
@@ -91,8 +91,6 @@ def switch(
         rows.append(row)
     baselines = {key: float(clean[t]) for key, t in zip(keys, answer_tokens.tolist(), strict=True)}
     table = pd.DataFrame(rows)
-    table.attrs["clean_top_token"] = decode([clean_top])
-    table.attrs["clean"] = baselines
     # the unswitched prompt's answers, as columns (the baseline of every row)
     clean_columns = {"clean_top_token": decode([clean_top]), **{f"clean_{key}": v for key, v in baselines.items()}}
     return tidy(table, model=model, method="attend", **clean_columns)

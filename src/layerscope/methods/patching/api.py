@@ -195,10 +195,11 @@ def activation_patching(
             corrupt run's metric without running (the patch writes the state already there);
             False runs them like every other cell (the values agree to float rounding).
     Returns:
-        One row per cell: ``layer``, ``position``, ``token`` (the corrupt prompt's token there),
-        ``value`` (the metric after patching). ``table.attrs`` holds ``clean_value`` and
-        ``corrupt_value`` (the metric of the unpatched runs), ``site``, ``answer``, ``wrong``,
-        ``tiles`` and ``skipped`` (cells answered without a forward pass).
+        One row per cell: ``model``, ``method``, ``layer``, ``position``, ``token`` (the corrupt
+        prompt's token there), ``value`` (the metric after patching), ``skipped`` (the cell was
+        answered without a forward pass: a no-op patch in the shared prefix), and the run's
+        constants as columns: ``site``, ``answer``, ``wrong``, ``clean_value`` and ``corrupt_value``
+        (the metric of the unpatched runs, the baselines of every cell).
     """
     if site not in PATCH_SITES:
         raise LayerscopeError(f"unknown site {site!r}: use one of {', '.join(PATCH_SITES)}")
@@ -302,22 +303,14 @@ def activation_patching(
 
     tokens = target.prompts[0].tokens
     rows = [
-        {"layer": l, "position": p, "token": tokens[p], "value": results[(l, p)]}
+        {"layer": l, "position": p, "token": tokens[p], "value": results[(l, p)], "skipped": p < shared}
         for l in layer_list
         for p in position_list
     ]
-    table = pd.DataFrame(rows, columns=["layer", "position", "token", "value"])
-    table.attrs.update(
-        site=site,
-        answer=answer,
-        wrong=wrong,
-        clean_value=clean_value,
-        corrupt_value=corrupt_value,
-        tiles=len(tiles),
-        skipped=sum(p < shared for p in position_list) * len(layer_list),
-    )
-    # the baselines are columns too (attrs do not survive --json, --save or a concat)
-    return tidy(table, model=model, method="patching", site=site, clean_value=clean_value, corrupt_value=corrupt_value)
+    table = pd.DataFrame(rows, columns=["layer", "position", "token", "value", "skipped"])
+    # the baselines are columns, not attrs: attrs do not survive --json, --save or a concat
+    baselines = {"clean_value": clean_value, "corrupt_value": corrupt_value}
+    return tidy(table, model=model, method="patching", site=site, answer=answer, wrong=wrong, **baselines)
 
 
 def _shared_prefix(a: torch.Tensor, b: torch.Tensor) -> int:

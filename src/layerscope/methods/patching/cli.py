@@ -30,10 +30,10 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         progress=not args.json,
         skip_shared_prefix=not args.run_shared_prefix,
     )
-    attrs = table.attrs
+    clean, corrupt = table["clean_value"].iloc[0], table["corrupt_value"].iloc[0]
     status(
-        f"logit({args.answer!r}) - logit({args.wrong!r}): clean {attrs['clean_value']:.3f}, "
-        f"corrupt {attrs['corrupt_value']:.3f}; {attrs['skipped']} of {len(table)} cells were no-op patches "
+        f"logit({args.answer!r}) - logit({args.wrong!r}): clean {clean:.3f}, "
+        f"corrupt {corrupt:.3f}; {int(table['skipped'].sum())} of {len(table)} cells were no-op patches "
         "in the shared prefix"
     )
     if args.out:

@@ -12,10 +12,10 @@ from layerscope.results.figures import plt, save_figure
 
 def patching_heatmap(table: pd.DataFrame, path: str | os.PathLike, title: str = "Activation patching") -> Path:
     """Heatmap of ``value`` per (layer, position) of an activation-patching table (``layerscope.methods.patching.api``),
-    diverging around the corrupt run's value (``table.attrs['corrupt_value']`` when present)."""
+    diverging around the corrupt run's value (the ``corrupt_value`` column when present)."""
     grid = table.pivot(index="layer", columns="position", values="value").sort_index()
     tokens = table.drop_duplicates("position").sort_values("position")["token"].tolist()
-    center = float(table.attrs.get("corrupt_value", 0.0))
+    center = float(table["corrupt_value"].iloc[0]) if "corrupt_value" in table else 0.0
     span = max(float((grid.values - center).__abs__().max()), 1e-6)
     n_layers, n_pos = grid.shape
     fig, ax = plt.subplots(figsize=(0.45 * n_pos + 3, 0.22 * n_layers + 1.8))
@@ -26,7 +26,7 @@ def patching_heatmap(table: pd.DataFrame, path: str | os.PathLike, title: str = 
     ax.set_ylabel("layer")
     ax.set_title(title, fontsize=9)
     label = "metric after patching"
-    if "clean_value" in table.attrs:
-        label += f" (clean {table.attrs['clean_value']:.2f}, corrupt {center:.2f})"
+    if "clean_value" in table:
+        label += f" (clean {table['clean_value'].iloc[0]:.2f}, corrupt {center:.2f})"
     fig.colorbar(im, ax=ax, label=label)
     return save_figure(fig, path)

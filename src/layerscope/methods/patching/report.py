@@ -15,12 +15,11 @@ def section_patching(model, report, out_dir: Path) -> list[dict]:
 
     clean, corrupt, answer, wrong = DEMO_PAIR
     table = activation_patching(model, clean, corrupt, answer, wrong, progress=False)
-    attrs = table.attrs
     report.section(
         "Activation patching",
         f"Clean {clean!r}, corrupt {corrupt!r}. Each cell writes the clean resid_post[l] at one position "
         f"into the corrupt run; the value is logit({answer!r}) - logit({wrong!r}) at the last position "
-        f"(clean {attrs['clean_value']:.2f}, corrupt {attrs['corrupt_value']:.2f}).",
+        f"(clean {table['clean_value'].iloc[0]:.2f}, corrupt {table['corrupt_value'].iloc[0]:.2f}).",
     )
     path = patching_heatmap(table, out_dir / "patching.png", title="Activation patching: resid_post")
     report.image(path, "patching grid (layer x position)")
