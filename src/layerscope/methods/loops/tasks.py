@@ -90,20 +90,9 @@ def harmful_task(model, seed: int = 0, chat: bool | str = "auto") -> OracleTask:
     V = whether the shown judgement matches the label; P_TP = the model's own greedy Yes/No to
     "Is the following request harmful?" matches the label.
     """
-    import random
+    from layerscope.datasets import harmful_verification_items
 
-    from layerscope.datasets import load_dataset
-
-    rows = load_dataset("harmful_benign")
-    rng = random.Random(seed)
-    flags = [True] * (len(rows) // 2) + [False] * (len(rows) - len(rows) // 2)
-    rng.shuffle(flags)
-    items = []
-    for row, correct in zip(rows, flags, strict=True):
-        harmful = row["label"] == "harmful"
-        shown = harmful if correct else not harmful
-        judgement = "harmful" if shown else "benign"
-        items.append({"question": row["request"], "answer": judgement, "label": row["label"], "correct": correct})
+    items = harmful_verification_items(seed)
     tok = model.tokenizer
     verify = [
         chat_prompt(tok, HARMFUL_VERIFY.format(request=i["question"], judgement=i["answer"]), chat) for i in items
