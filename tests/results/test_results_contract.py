@@ -124,6 +124,17 @@ def test_read_only_folder_fails_fast(capsys, tmp_path):
     assert code == 2 and "not a writable folder" in err
 
 
+def test_models_rows_name_their_model_and_save_with_a_config(capsys, tmp_path):
+    out = tmp_path / "models.csv"
+    code, stdout, err = run_cli(capsys, "models", "--json", "--save", str(out))
+    assert code == 0, err
+    rows = json.loads(stdout)
+    assert all(row["model"] == row["name"] and row["method"] == "models" for row in rows)
+    assert pd.read_csv(out)["model"].tolist() == [row["model"] for row in rows]
+    config = json.loads((tmp_path / "models.config.json").read_text())
+    assert config["command"] == ["models"] and config["models"] == []
+
+
 def test_rerun_of_a_file_that_is_no_config(capsys, tmp_path):
     bad = tmp_path / "x.config.json"
     bad.write_text('{"rows": 3}')

@@ -20,6 +20,7 @@ def cmd_models(args: argparse.Namespace) -> None:
 
     rows = [
         {
+            "model": m.name,  # the rows contract: every row names its model
             "name": m.name,
             "default": m.name == DEFAULT_MODEL,
             "installed": m.is_installed(),

@@ -96,6 +96,12 @@ def emit(table: pd.DataFrame, args: argparse.Namespace, readable: pd.DataFrame |
     print(shown if isinstance(shown, str) else shown.to_string(index=False))
 
 
+def options(args: argparse.Namespace, *names: str) -> dict:
+    """The options ``names`` as the API's keyword arguments (an option is named like its keyword),
+    with ``progress``: a bar on stderr unless ``--json``."""
+    return {name: getattr(args, name) for name in names} | {"progress": not args.json}
+
+
 def contract_rows(table: pd.DataFrame, args: argparse.Namespace) -> pd.DataFrame:
     """``table`` with ``model`` (the loaded model's name) and ``method`` (the command's method)."""
     from layerscope.results.contract import tidy

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from layerscope.cli.common import add_action, add_batch_budget, emit, load_model, status
+from layerscope.cli.common import add_action, add_batch_budget, emit, load_model, options, status
 from layerscope.engine.interventions import resolve_layers
 from layerscope.errors import LayerscopeError
 
@@ -57,14 +57,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         items,
         names,
         layers,
-        positions=args.positions,
-        seed=args.seed,
-        every_layer=args.every_layer,
-        match=args.match,
-        batch_budget=args.batch_budget,
         checkpoint=checkpoint,
-        progress=not args.json,
-        task=args.task,
+        **options(args, "positions", "seed", "every_layer", "match", "batch_budget", "task"),
     )
     status(f"done in {time.perf_counter() - start:.1f}s")
     clean = float(table["clean_accuracy"].iloc[0])

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from layerscope.cli.common import add_action, add_batch_budget, emit, load_model, status
+from layerscope.cli.common import add_action, add_batch_budget, emit, load_model, options, status
 from layerscope.errors import LayerscopeError
 
 
@@ -58,11 +58,8 @@ def cmd_verify(args: argparse.Namespace) -> None:
         block,
         loops,
         probe_layers=probe_layers,
-        folds=args.folds,
-        seed=args.seed,
-        batch_budget=args.batch_budget,
-        progress=not args.json,
         checkpoint=checkpoint,
+        **options(args, "folds", "seed", "batch_budget"),
     )
     status(f"done in {time.perf_counter() - start:.1f}s")
     summary = verification_summary(table)
@@ -97,14 +94,8 @@ def cmd_inject(args: argparse.Namespace) -> None:
                 concept,
                 block,
                 loops,
-                layer=args.layer,
-                inject_layer=args.inject_layer,
-                read_layer=args.read_layer,
-                scale=args.scale,
-                max_new_tokens=args.max_new_tokens,
                 chat=_chat(args.chat),
-                batch_budget=args.batch_budget,
-                progress=not args.json,
+                **options(args, "layer", "inject_layer", "read_layer", "scale", "max_new_tokens", "batch_budget"),
             )
         )
     table = pd.concat(tables, ignore_index=True)

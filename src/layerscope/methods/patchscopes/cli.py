@@ -7,7 +7,7 @@ import re
 import time
 from pathlib import Path
 
-from layerscope.cli.common import add_action, add_batch_budget, emit, load_model, read_texts, status
+from layerscope.cli.common import add_action, add_batch_budget, emit, load_model, options, read_texts, status
 from layerscope.errors import LayerscopeError
 from layerscope.results.report import shorten
 
@@ -168,16 +168,9 @@ def _eval_attributes(args: argparse.Namespace) -> None:
         model,
         relations,
         limit=limit,
-        source_layers=args.source_layers,
-        target_layers=args.target_layers,
-        max_new_tokens=args.max_new_tokens,
-        folds=args.folds,
         probe=not args.no_probe,
-        seed=args.seed,
-        resume=args.resume,
-        batch_budget=args.batch_budget,
-        progress=not args.json,
         on_relation=lambda name: status(f"relation {name} ..."),
+        **options(args, "source_layers", "target_layers", "max_new_tokens", "folds", "seed", "resume", "batch_budget"),
     )
     status(f"attribute extraction done in {time.perf_counter() - start:.1f}s")
     pairs, probe, summary = result["pairs"], result["probe"], result["summary"]
@@ -202,12 +195,7 @@ def _eval_describe(args: argparse.Namespace) -> None:
     result = eval_describe(
         model,
         limit=limit,
-        layers=args.layers,
-        max_new_tokens=args.max_new_tokens,
-        seed=args.seed,
-        resume=args.resume,
-        batch_budget=args.batch_budget,
-        progress=not args.json,
+        **options(args, "layers", "max_new_tokens", "seed", "resume", "batch_budget"),
     )
     status(f"entity description done in {time.perf_counter() - start:.1f}s")
     per_layer = result["layers"]
