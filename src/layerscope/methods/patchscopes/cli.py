@@ -7,7 +7,16 @@ import re
 import time
 from pathlib import Path
 
-from layerscope.cli.common import add_action, add_batch_budget, emit, load_model, options, read_texts, status
+from layerscope.cli.common import (
+    add_action,
+    add_batch_budget,
+    emit,
+    load_model,
+    options,
+    read_texts,
+    remember_model,
+    status,
+)
 from layerscope.errors import LayerscopeError
 from layerscope.results.report import shorten
 
@@ -78,6 +87,7 @@ def _cross_model(args: argparse.Namespace, model):
     if args.target_layers == "same":
         raise LayerscopeError("with --target-model, give --target-layers explicitly (e.g. '0,6,12' or 'all')")
     target_model = load(args.target_model, device=args.device, dtype=args.dtype, progress=not args.json)
+    remember_model(args, target_model)  # its hash goes into --save's config too
     pairs = layer_pairs(args.source_layers, args.target_layers, model.n_layers, target_model.n_layers)
     texts = corpus_split()[0][: args.map_texts]
     status(f"fitting {len(pairs)} affine maps {model.name} -> {target_model.name} on {len(texts)} corpus lines ...")
