@@ -27,6 +27,7 @@ from layerscope.datasets import corpus_split
 from layerscope.engine.chunking import DEFAULT_BUDGET, row_bytes, rows_per_chunk
 from layerscope.errors import LayerscopeError
 from layerscope.readout.maps import AffineMap, load_maps, save_maps
+from layerscope.readout.unembed import Unembed
 
 
 class Lens(ABC):
@@ -39,9 +40,9 @@ class Lens(ABC):
         """``[..., D] -> [..., D]``: the state as the last layer would hold it."""
 
     def logits(self, model, h: torch.Tensor, layer: int) -> torch.Tensor:
-        """``[..., D] -> [..., V]`` next-token logits (final norm + unembedding of the transformed state)."""
-        with torch.no_grad():
-            return model.adapter.unembed_states(self.transform(h, layer).to(model.dtype))
+        """``[..., D] -> [..., V]`` next-token logits: :class:`Unembed` (final norm + unembedding) of the
+        transformed state."""
+        return Unembed(model)(self.transform(h, layer))
 
 
 class LogitLens(Lens):
@@ -118,7 +119,12 @@ class TunedLens(Lens):
         maps = {}
         for l in tqdm(range(n - 1), desc="tuned lens: fit", disable=not progress, leave=False):
             maps[l] = AffineMap.fit(states[l], target)
-        metadata = {"model": model.name, "n_positions": int(states.shape[1]), "n_texts": len(texts)}
+        metadata = {
+            "model": model.name,
+            "n_positions": int(states.shape[1]),
+            "n_texts": len(texts),
+            "unembedding": Unembed(model).fingerprint(),  # load() refuses the lens for another head
+        }
         return cls(maps, n, model.d_model, metadata)
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -127,7 +133,7 @@ class TunedLens(Lens):
 
     @classmethod
     def load(cls, path: str | os.PathLike, model=None) -> TunedLens:
-        """Load a saved lens; with ``model``, check that it fits the model's shape."""
+        """Load a saved lens; with ``model``, check that it fits the model's shape and its unembedding."""
         maps, meta = load_maps(path)
         if meta.get("kind") != "tuned_lens":
             raise LayerscopeError(f"{path} holds no tuned lens")
@@ -136,6 +142,12 @@ class TunedLens(Lens):
             raise LayerscopeError(
                 f"the tuned lens in {path} is for {lens.n_layers} layers x d_model {lens.d_model} "
                 f"({meta.get('model')}), not {model.name} ({model.n_layers} x {model.d_model}): fit one for this model"
+            )
+        fitted_for = meta.get("unembedding")
+        if model is not None and fitted_for and fitted_for != Unembed(model).fingerprint():
+            raise LayerscopeError(
+                f"the tuned lens in {path} was fitted for another unembedding ({meta.get('model')}, "
+                f"{fitted_for}), not {model.name}'s: fit one for this model"
             )
         lens.path = Path(path)
         return lens
