@@ -18,6 +18,7 @@ from typing import ClassVar
 import torch
 
 from layerscope.engine.positions import PositionSpec
+from layerscope.engine.shapes import Hidden, Index, Mask, Selected, Vector
 from layerscope.errors import SiteError
 
 SITES = ("resid_pre", "resid_post", "attn_out", "mlp_out")
@@ -45,7 +46,7 @@ class Op:
     #: every later block call (freeze); the planner compiles the replays
     replays: ClassVar[bool] = False
 
-    def transform(self, states: torch.Tensor, context: OpContext) -> torch.Tensor:
+    def transform(self, states: Selected, context: OpContext) -> Selected:
         raise NotImplementedError(
             f"{type(self).__name__}.transform(states [N, D], context) must return the new states [N, D]"
         )
@@ -84,10 +85,10 @@ class OpContext:
         layer, iteration: where we are (iteration > 0 only inside a looped block).
     """
 
-    hidden: torch.Tensor
-    rows: torch.Tensor
-    positions: torch.Tensor
-    mask: torch.Tensor
+    hidden: Hidden
+    rows: Index
+    positions: Index
+    mask: Mask
     layer: int
     iteration: int
 
@@ -109,7 +110,7 @@ class SetOp(Op):
 class AddOp(Op):
     """Add ``scale * vector`` (steering)."""
 
-    vector: torch.Tensor
+    vector: Vector
     scale: float = 1.0
     value_field = "vector"
 

@@ -20,6 +20,7 @@ import torch
 
 from layerscope.engine.batch import Batch
 from layerscope.engine.interventions import Intervention, Op, OpContext, resolve_layers
+from layerscope.engine.shapes import Hidden, Index, Mask
 from layerscope.errors import InterventionError, SiteError
 
 
@@ -28,11 +29,11 @@ class CompiledOp:
     """An op bound to concrete ``rows``/``positions`` (``[N]`` each) of the current forward."""
 
     op: Op
-    rows: torch.Tensor
-    positions: torch.Tensor
+    rows: Index
+    positions: Index
     loop: int | None
 
-    def apply(self, hidden: torch.Tensor, mask: torch.Tensor, layer: int, iteration: int) -> torch.Tensor:
+    def apply(self, hidden: Hidden, mask: Mask, layer: int, iteration: int) -> Hidden:
         """``hidden: [B, T, D]`` -> new ``[B, T, D]`` (never in place)."""
         if self.loop is not None and self.loop != iteration:
             return hidden

@@ -8,6 +8,7 @@ import torch
 
 from layerscope.engine.batch import Batch
 from layerscope.engine.positions import PositionSpec
+from layerscope.engine.shapes import Hidden, Logits, Stacked
 from layerscope.errors import ResultError, SiteError
 
 
@@ -25,8 +26,8 @@ class RunResult:
     """
 
     batch: Batch
-    logits: torch.Tensor | None
-    cache: dict[tuple[str, int, int], torch.Tensor] = field(default_factory=dict)
+    logits: Logits | None
+    cache: dict[tuple[str, int, int], Hidden] = field(default_factory=dict)
     past_key_values: object | None = None
     offset: int = 0
     n_variants: int = 1
@@ -67,7 +68,7 @@ class RunResult:
             capture_positions=self.capture_positions,
         )
 
-    def get(self, site: str, layer: int, iteration: int = 0) -> torch.Tensor:
+    def get(self, site: str, layer: int, iteration: int = 0) -> Hidden:
         """Captured ``[B, T, D]`` states at a site; a clear error if it was not captured."""
         try:
             return self.cache[(site, layer, iteration)]
@@ -78,7 +79,7 @@ class RunResult:
                 f"(captured: {have[:6]}{' ...' if len(have) > 6 else ''})"
             ) from None
 
-    def stack(self, site: str, layers: list[int] | None = None, iteration: int = 0) -> torch.Tensor:
+    def stack(self, site: str, layers: list[int] | None = None, iteration: int = 0) -> Stacked:
         """``[L', B, T, D]`` states of ``site`` over ``layers`` (default: every captured layer)."""
         if layers is None:
             layers = sorted(l for s, l, i in self.cache if s == site and i == iteration)
@@ -94,7 +95,7 @@ class RunResult:
         return self.get(site, layer)[row, index]
 
     @property
-    def last_logits(self) -> torch.Tensor:
+    def last_logits(self) -> Logits:
         """``[B, V]`` logits at each row's last real token (index T-1: the batch is left-padded)."""
         if self.logits is None:
             raise ResultError("this run has no logits (an encoder, or logits=None): run with logits='last' or 'all'")
