@@ -7,24 +7,9 @@ import torch
 import layerscope as ls
 from layerscope.readout.lenses import Lens, LogitLens
 from tests.conftest import tiny
-from tests.helpers import assert_clean, with_hooks
+from tests.helpers import assert_clean, hand_logit_lens
 
 PROMPTS = ["the capital of france is", "hello world"]
-
-
-def _hand_lens(model, prompt: str) -> torch.Tensor:
-    """``[L, T, V]`` probabilities from hooks on the HF blocks, the HF final norm and lm_head."""
-    states = []
-
-    def keep(module, args, out):
-        states.append(out[0] if isinstance(out, tuple) else out)
-
-    hooks = [(block, "post", keep) for block in model.adapter.blocks]
-    enc = model.tokenizer(prompt, return_tensors="pt")
-    with_hooks(model, hooks, lambda: model.hf(**enc))
-    hf = model.hf
-    with torch.no_grad():
-        return torch.stack([hf.lm_head(hf.model.norm(h[0])).softmax(-1) for h in states])
 
 
 @pytest.mark.parametrize("top_k", [1, 2])
@@ -33,7 +18,7 @@ def test_grid_equals_hand_written_hooks(top_k):
     table = ls.lens.logit_lens(model, PROMPTS, top_k=top_k)
     assert set(table["model"]) == {model.name} and set(table["method"]) == {"logit_lens"}
     for b, prompt in enumerate(PROMPTS):
-        ref = _hand_lens(model, prompt)  # [L, T, V]
+        ref = hand_logit_lens(model, prompt)  # [L, T, V]
         top = ref.topk(top_k, dim=-1)
         rows = table[table["prompt"] == b]
         assert len(rows) == model.n_layers * ref.shape[1] * top_k
