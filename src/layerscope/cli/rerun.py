@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 
 from layerscope.cli.common import status
@@ -50,7 +51,7 @@ def cmd_rerun(args: argparse.Namespace) -> None:
         raise ConfigError(f"{args.config} records a rerun, not a run")
     argv += ["--json"] if args.json else []
     argv += ["--save", args.save] if args.save else []
-    status(f"rerun: layerscope {' '.join(argv)}")
+    status(f"rerun: layerscope {shlex.join(argv)}")
     inner = build_parser().parse_args(argv)
     inner.argv = argv
     inner.func(inner)
