@@ -104,11 +104,13 @@ def options(args: argparse.Namespace, *names: str) -> dict:
 
 def contract_rows(table: pd.DataFrame, args: argparse.Namespace) -> pd.DataFrame:
     """``table`` with ``model`` (the loaded model's name) and ``method`` (the command's method)."""
-    from layerscope.results.contract import tidy
+    from layerscope.results.contract import check_rows, tidy
 
     loaded = getattr(args, "loaded_models", [])
     model = loaded[0].name if len(loaded) == 1 else args.model
-    return tidy(table, model=model, method=getattr(args, "method_name", None) or args.command)
+    rows = tidy(table, model=model, method=getattr(args, "method_name", None) or args.command)
+    check_rows(rows)  # a command whose rows could not name their model fails here, not in a user's notebook
+    return rows
 
 
 def command_of(args: argparse.Namespace) -> list[str]:
