@@ -33,7 +33,7 @@ def section_loops(model, report, out_dir: Path) -> list[dict]:
     report.table(summary)
     injected = concept_injection(model, "fire", (a, b), [2], progress=False)
     report.image(loop_heatmaps(injected, out_dir / "loops_inject.png", title=f"inject 'fire', {model.name}"))
-    report.table(injected.drop(columns=["concept", "scale"]))
+    report.table(injected.drop(columns=["model", "method", "concept", "scale"]))
     rows = [
         {"section": "loops", "metric": metric, "loops": int(r["loops"]), "value": float(r[metric])}
         for _, r in summary.iterrows()
