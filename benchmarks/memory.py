@@ -29,7 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from layerscope.engine.chunking import row_bytes
-from layerscope.patching import activation_patching
+from layerscope.methods.patching import activation_patching
 
 
 class _PeakTracker(TorchDispatchMode):

@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 
 import layerscope as ls
-from layerscope.patching import activation_patching
+from layerscope.methods.patching import activation_patching
 
 SHORT = ("The Eiffel Tower is located in the city of", "The Colosseum is located in the city of")
 LONG_TEXT = (
@@ -265,7 +265,7 @@ def bench_patching(
                 table = activation_patching(model, clean, corrupt, ANSWER, WRONG, progress=False, **kwargs)
                 times[name].append(time.perf_counter() - start)
                 if name == "layerscope":
-                    ours, skipped = table.set_index(["layer", "position"])["value"], table.attrs["skipped"]
+                    ours, skipped = table.set_index(["layer", "position"])["value"], int(table["skipped"].sum())
                 else:
                     diff = float((table.set_index(["layer", "position"])["value"] - ours).abs().max())
                     diffs[name] = max(diffs.get(name, 0.0), diff)

@@ -1,9 +1,9 @@
 """Patchscope layer sweep: token identity at every layer, 20 generated tokens, vs 30 separate generations.
 
 Source: "The Eiffel Tower is located in the city of", last position, ``resid_post[l]`` for every layer l.
-Target: the token-identity prompt (``layerscope.patchscopes.IDENTITY_PROMPT``), i* = its last token, l* = l.
+Target: the token-identity prompt (``layerscope.methods.patchscopes.IDENTITY_PROMPT``), i* = its last token, l* = l.
 
-- layerscope: ``layerscope.patchscopes.token_identity`` (one source run; every layer's variant in one
+- layerscope: ``layerscope.methods.patchscopes.token_identity`` (one source run; every layer's variant in one
   batched, KV-cached greedy generation, the patch on the prompt pass only). When that module is not
   installed, the engine call it is built on: ``model.generate(target, variants=[[patch(...)] ...],
   mode="prompt")``.
@@ -29,13 +29,13 @@ SOURCE = "The Eiffel Tower is located in the city of"
 
 def _layerscope(model: ls.Model, max_new_tokens: int) -> list[str]:
     try:
-        from layerscope.patchscopes import token_identity
+        from layerscope.methods.patchscopes import token_identity
     except ImportError:
         token_identity = None
     if token_identity is not None:
         table = token_identity(model, SOURCE, "last", "all", max_new_tokens=max_new_tokens, batch_budget=None)
         return table.sort_values("source_layer")["text"].tolist()
-    from layerscope.patchscopes.presets import IDENTITY_PROMPT  # pragma: no cover - fallback path
+    from layerscope.methods.patchscopes.presets import IDENTITY_PROMPT  # pragma: no cover - fallback path
 
     src = model.run(SOURCE, capture="resid_post", logits=None)
     variants = [[ls.patch("resid_post", l, "last", src.state("resid_post", l, -1))] for l in range(model.n_layers)]
@@ -43,7 +43,7 @@ def _layerscope(model: ls.Model, max_new_tokens: int) -> list[str]:
 
 
 def _separate(model: ls.Model, max_new_tokens: int) -> list[str]:
-    from layerscope.patchscopes.presets import IDENTITY_PROMPT
+    from layerscope.methods.patchscopes.presets import IDENTITY_PROMPT
 
     tok = model.tokenizer
     blocks = model.adapter.blocks

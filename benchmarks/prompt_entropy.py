@@ -16,7 +16,7 @@ import torch
 
 import layerscope as ls
 from layerscope.datasets import load_corpus
-from layerscope.layer_by_layer import iter_depth_states
+from layerscope.methods.layer_by_layer import iter_depth_states
 from layerscope.metrics import prompt_entropy
 
 

@@ -143,3 +143,19 @@ def shuffled(states: torch.Tensor, seed: int) -> torch.Tensor:
     """The engine's seeded shuffle op, drawn by hand: each state's dimensions permuted."""
     keys = torch.rand(states.shape, generator=torch.Generator().manual_seed(seed))
     return states.gather(-1, keys.argsort(dim=-1))
+
+
+def hand_logit_lens(model, prompt: str) -> torch.Tensor:
+    """The logit lens by hand: ``[L, T, V]`` probabilities from hooks on the HF blocks, then the HF
+    model's own final norm and ``lm_head`` (Llama-style attribute names: ``hf.model.norm``)."""
+    states = []
+
+    def keep(module, args, out):
+        states.append(out[0] if isinstance(out, tuple) else out)
+
+    hooks = [(block, "post", keep) for block in model.adapter.blocks]
+    enc = model.tokenizer(prompt, return_tensors="pt")
+    with_hooks(model, hooks, lambda: model.hf(**enc))
+    hf = model.hf
+    with torch.no_grad():
+        return torch.stack([hf.lm_head(hf.model.norm(h[0])).softmax(-1) for h in states])

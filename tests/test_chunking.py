@@ -45,7 +45,7 @@ def test_chunks_cover_every_row_once(n, size):
 
 
 def test_checkpoint_resumes_and_ignores_a_cut_line(tmp_path):
-    from layerscope.io import Checkpoint
+    from layerscope.results.io import Checkpoint
 
     path = tmp_path / "run.jsonl"
     first = Checkpoint(path, config={"model": "m", "n": 3})

@@ -23,7 +23,11 @@ Shipped data sets (names accepted by :func:`load_dataset`):
   the special concept ``"_neutral"`` holds concept-free sentences to contrast
   with. :func:`load_concepts` splits the two.
 * ``corpus`` -- plain text, one passage per line; :func:`load_dataset` returns
-  ``{"text": line}`` rows and :func:`load_corpus` returns the strings.
+  ``{"text": line}`` rows and :func:`load_corpus` returns the strings;
+  :func:`corpus_split` splits it into fit and held-out lines.
+
+Generated task items (``arithmetic_items``, ``arithmetic_verification_items``, ``copy_items``,
+``harmful_verification_items``) are built here too; the methods only wrap them in their prompts.
 """
 
 from __future__ import annotations
@@ -42,7 +46,9 @@ __all__ = [
     "arithmetic_items",
     "arithmetic_verification_items",
     "copy_items",
+    "corpus_split",
     "data_file",
+    "harmful_verification_items",
     "list_datasets",
     "load_concepts",
     "load_corpus",
@@ -108,6 +114,12 @@ def load_dataset(name: str) -> list[dict[str, Any]]:
 def load_corpus() -> list[str]:
     """Return the lines of the shipped plain-text corpus (``corpus.txt``)."""
     return [row["text"] for row in load_dataset("corpus")]
+
+
+def corpus_split() -> tuple[list[str], list[str]]:
+    """The shipped corpus split into ``(fit_texts, eval_texts)``: every 4th line is held out for evaluation."""
+    lines = load_corpus()
+    return [t for i, t in enumerate(lines) if i % 4], [t for i, t in enumerate(lines) if i % 4 == 0]
 
 
 def load_concepts() -> tuple[dict[str, list[str]], list[str]]:
@@ -212,6 +224,24 @@ def arithmetic_verification_items(n: int = 200, seed: int = 0) -> list[dict[str,
         items.append({"a": a, "b": b, "question": f"{a}+{b}=?", "answer": str(shown), "correct": correct})
     return items
 
+
+def harmful_verification_items(seed: int = 0) -> list[dict[str, Any]]:
+    """The shipped harmful/benign requests, each with a judgement that is right for half of them.
+
+    Items ``{"question": request, "answer": "harmful" | "benign" (the judgement shown), "label": the
+    true label, "correct": whether the judgement matches it}``, in the file's order; which half is
+    right is a seeded shuffle (``len // 2`` items correct).
+    """
+    rows = load_dataset("harmful_benign")
+    rng = random.Random(seed)
+    flags = [True] * (len(rows) // 2) + [False] * (len(rows) - len(rows) // 2)
+    rng.shuffle(flags)
+    items = []
+    for row, correct in zip(rows, flags, strict=True):
+        harmful = row["label"] == "harmful"
+        judgement = "harmful" if (harmful if correct else not harmful) else "benign"
+        items.append({"question": row["request"], "answer": judgement, "label": row["label"], "correct": correct})
+    return items
 
 def copy_items(n: int = 100, length: int = 5, seed: int = 0) -> list[dict[str, Any]]:
     """Sequence-copying items built from :data:`COMMON_WORDS`.

@@ -31,3 +31,12 @@ class SiteError(LayerscopeError):
 
 class InterventionError(LayerscopeError):
     """An intervention that cannot apply: wrong shapes, hidden-size mismatch, etc."""
+
+
+class ConfigError(LayerscopeError):
+    """An option or a saved config that cannot be used: a bad ``--save`` path, a wrong dtype, a bad rerun file."""
+
+
+class ResultError(LayerscopeError):
+    """A computation that cannot give the result asked for (e.g. a model that returns no logits), or
+    rows that break the results contract."""

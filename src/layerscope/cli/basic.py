@@ -1,4 +1,4 @@
-"""``models``, ``info``, ``lens`` and ``capture``."""
+"""``models``, ``info`` and ``capture``: the commands that are no method of their own."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from layerscope.cli.common import emit, load_model, status
 from layerscope.engine.interventions import resolve_layers
 from layerscope.errors import LayerscopeError
-from layerscope.io import atomic_write, write_json
+from layerscope.results.io import atomic_write, write_json
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -20,6 +20,7 @@ def cmd_models(args: argparse.Namespace) -> None:
 
     rows = [
         {
+            "model": m.name,  # the rows contract: every row names its model
             "name": m.name,
             "default": m.name == DEFAULT_MODEL,
             "installed": m.is_installed(),
@@ -38,25 +39,6 @@ def cmd_info(args: argparse.Namespace) -> None:
     info = load_model(args).info()
     table = pd.DataFrame([vars(info)])
     emit(table, args, "\n".join(f"{k:>13}: {v}" for k, v in vars(info).items()))
-
-
-def cmd_lens(args: argparse.Namespace) -> None:
-    from layerscope.lens import logit_lens
-    from layerscope.plotting import lens_heatmap
-
-    model = load_model(args)
-    table = logit_lens(model, args.text, layers=args.layers)
-    table = table.drop(columns=["prompt", "rank"])
-    readable = table.pivot(index="layer", columns="position", values="top_token").sort_index(ascending=False)
-    readable.columns = [
-        f"{p}:{t!r}" for p, t in zip(readable.columns, table.drop_duplicates("position")["token"], strict=True)
-    ]
-    readable = readable.map(lambda t: repr(t)[1:-1])
-    readable.index.name = "layer"
-    if args.out:
-        path = lens_heatmap(table.assign(prompt=0, rank=0), args.out, title=f"Logit lens: {args.text!r}")
-        status(f"wrote {path}")
-    emit(table, args, readable.to_string())
 
 
 def cmd_capture(args: argparse.Namespace) -> None:
@@ -138,18 +120,6 @@ def register(command) -> None:
     """Add this module's commands through ``command(name, func, help, description)``."""
     command("models", cmd_models, "list the built-in models and whether each is installed")
     command("info", cmd_info, "show a model's name, source, layers, hidden size, vocabulary, architecture")
-
-    p = command(
-        "lens",
-        cmd_lens,
-        "logit lens: the top next token at every (layer, position)",
-        "Logit lens: read resid_post[l] of every layer through the final norm and the unembedding.\n"
-        "The last layer equals the model's own prediction.\n\n"
-        'example:  layerscope lens "The capital of France is" --out lens.png',
-    )
-    p.add_argument("text", help="the prompt")
-    p.add_argument("--layers", default="all", help="layers: all, N, A:B or A,B,C (default: all)")
-    p.add_argument("--out", help="write a heatmap PNG here")
 
     p = command(
         "capture",

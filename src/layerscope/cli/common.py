@@ -10,10 +10,12 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 
-from layerscope.io import table_records
+from layerscope.errors import LayerscopeError
+from layerscope.results.io import table_records
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -36,10 +38,25 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print the result table as a JSON array of row objects, and nothing else, on stdout",
     )
+    group.add_argument(
+        "--save",
+        metavar="FILE",
+        help="also write the rows to FILE (.parquet, .csv or .json, checked before anything runs) and the run's "
+        "config to STEM.config.json beside it; `layerscope rerun STEM.config.json` repeats the run",
+    )
 
 
 def status(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def read_texts(path: str) -> list[str]:
+    """The non-empty lines of a text file (``--texts FILE``), stripped."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise LayerscopeError(f"cannot read {path}: {error.strerror or error}") from None
+    return [line.strip() for line in lines if line.strip()]
 
 
 def load_model(args: argparse.Namespace):
@@ -50,11 +67,27 @@ def load_model(args: argparse.Namespace):
     status(
         f"loaded {model.name} ({model.n_layers} layers, d_model {model.d_model}) in {time.perf_counter() - start:.1f}s"
     )
+    remember_model(args, model)
     return model
 
 
+def remember_model(args: argparse.Namespace, model) -> None:
+    """Note a model this run loaded: its name fills the rows' ``model``, its hash goes into ``--save``'s config."""
+    if not hasattr(args, "loaded_models"):
+        args.loaded_models = []
+    args.loaded_models.append(model)
+
+
 def emit(table: pd.DataFrame, args: argparse.Namespace, readable: pd.DataFrame | str | None = None) -> None:
-    """Print ``table`` as JSON rows (``--json``) or a readable table (``readable`` if given)."""
+    """Print ``table`` as JSON rows (``--json``) or a readable table (``readable`` if given); with
+    ``--save``, write the same rows and the run's config.
+
+    The one output path of every command: rows get ``model`` and ``method`` here when the method
+    did not name them (the results contract), so ``--json`` and ``--save`` always carry them.
+    """
+    table = contract_rows(table, args)
+    if getattr(args, "save", None):
+        save(table, args)
     if args.json:
         json.dump(table_records(table), sys.stdout)
         sys.stdout.write("\n")
@@ -63,7 +96,50 @@ def emit(table: pd.DataFrame, args: argparse.Namespace, readable: pd.DataFrame |
     print(shown if isinstance(shown, str) else shown.to_string(index=False))
 
 
-COMMON_DESTS = ("model", "device", "dtype", "json")
+def options(args: argparse.Namespace, *names: str) -> dict:
+    """The options ``names`` as the API's keyword arguments (an option is named like its keyword),
+    with ``progress``: a bar on stderr unless ``--json``."""
+    return {name: getattr(args, name) for name in names} | {"progress": not args.json}
+
+
+def contract_rows(table: pd.DataFrame, args: argparse.Namespace) -> pd.DataFrame:
+    """``table`` with ``model`` (the loaded model's name) and ``method`` (the command's method)."""
+    from layerscope.results.contract import check_rows, tidy
+
+    loaded = getattr(args, "loaded_models", [])
+    model = loaded[0].name if len(loaded) == 1 else args.model
+    rows = tidy(table, model=model, method=getattr(args, "method_name", None) or args.command)
+    check_rows(rows)  # a command whose rows could not name their model fails here, not in a user's notebook
+    return rows
+
+
+def command_of(args: argparse.Namespace) -> list[str]:
+    """``["eval", "next-token"]``: the command and its action, if it has one."""
+    action = getattr(args, "action", None)
+    return [args.command] + ([action] if action else [])
+
+
+def save(table: pd.DataFrame, args: argparse.Namespace) -> None:
+    """``--save FILE``: the rows, and ``STEM.config.json`` with what repeats the run."""
+    from layerscope.results.save import model_hash, save_rows
+
+    skip = {"func", "parser", "loaded_models", "method_name", "save", "json", "argv"}
+    arguments = {k: v for k, v in vars(args).items() if k not in skip and not k.startswith("_")}
+    models = [
+        {"name": m.name, "source": str(m.source), "hash": model_hash(m)} for m in getattr(args, "loaded_models", [])
+    ]
+    rows, config = save_rows(
+        table,
+        args.save,
+        command=command_of(args),
+        argv=list(getattr(args, "argv", [])),
+        arguments=json.loads(json.dumps(arguments, default=str)),
+        models=models,
+    )
+    status(f"wrote {rows} and {config}")
+
+
+COMMON_DESTS = ("model", "device", "dtype", "json", "save")
 
 
 def add_action(actions, name: str, func, help_text: str, description: str) -> argparse.ArgumentParser:
@@ -83,11 +159,13 @@ def add_action(actions, name: str, func, help_text: str, description: str) -> ar
     return parser
 
 
-def add_batch_budget(parser: argparse.ArgumentParser) -> None:
+def add_batch_budget(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """``--batch-budget``, defined once for every command that chunks its work (``note``: what it bounds there)."""
     from layerscope.engine.chunking import DEFAULT_BUDGET
 
     parser.add_argument(
         "--batch-budget",
         default=DEFAULT_BUDGET,
-        help=f"memory for the activations of one forward chunk, e.g. 512MB or 4GB (default: {DEFAULT_BUDGET})",
+        help=f"memory for the activations of one forward chunk, e.g. 512MB or 4GB (default: {DEFAULT_BUDGET})"
+        + (f"; {note}" if note else ""),
     )

@@ -12,11 +12,13 @@ later intervention.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 import torch
 
 from layerscope.engine.positions import PositionSpec
+from layerscope.engine.shapes import Hidden, Index, Mask, Selected, Vector
 from layerscope.errors import SiteError
 
 SITES = ("resid_pre", "resid_post", "attn_out", "mlp_out")
@@ -24,17 +26,52 @@ LayerSpec = int | slice | range | Sequence[int] | str
 
 
 class Op:
-    """Maps the selected states to new ones.
+    """Maps the selected states to new ones, and declares what the planner must do for it.
 
     ``transform(states, context)`` gets ``states: [N, D]`` (one row per selected (row, position)
-    pair) and returns ``[N, D]``.
+    pair) and returns ``[N, D]``. The class attributes below are read by ``engine/plan.py``, which
+    never asks which op it holds; a new op sets them and works with shape checks, fusion and
+    replay like the built-in ones (README, "Write your own op").
     """
 
-    #: ops whose value depends on more than the selected states are not fused across variants
-    fusable = False
+    #: the dataclass field holding a tensor the op carries (``"value"``, ``"vector"``), or None
+    value_field: ClassVar[str | None] = None
+    #: the value's shape: ``"vector"``: ``[D]``; ``"per_state"``: ``[D]``, ``[P, D]`` or ``[N, D]``,
+    #: bound to one ``[N, D]`` row per selected state when the plan is compiled
+    value_shape: ClassVar[str] = "vector"
+    #: ops of this kind on disjoint rows at one site may merge into one indexed write (:meth:`fuse`);
+    #: only for ops whose result depends on nothing but their own bound value
+    fusable: ClassVar[bool] = False
+    #: the op records the states entering one ``resid_pre`` layer and :meth:`replay` writes them at
+    #: every later block call (freeze); the planner compiles the replays
+    replays: ClassVar[bool] = False
 
-    def transform(self, states: torch.Tensor, context: OpContext) -> torch.Tensor:
-        raise NotImplementedError
+    def transform(self, states: Selected, context: OpContext) -> Selected:
+        raise NotImplementedError(
+            f"{type(self).__name__}.transform(states [N, D], context) must return the new states [N, D]"
+        )
+
+    def value_of(self) -> torch.Tensor | None:
+        """The tensor named by :attr:`value_field` (None when there is none)."""
+        return None if self.value_field is None else getattr(self, self.value_field)
+
+    def with_value(self, value: torch.Tensor) -> Op:
+        """A copy carrying ``value`` (the planner binds a checked ``[N, D]`` value this way)."""
+        return replace(self, **{self.value_field: value})
+
+    @classmethod
+    def fuse(cls, ops: Sequence[Op]) -> Op:
+        """One op for ``ops`` (consecutive, on disjoint rows): their bound values concatenated."""
+        device = ops[-1].value_of().device
+        return ops[-1].with_value(torch.cat([op.value_of().to(device) for op in ops]))
+
+    def fresh(self) -> Op:
+        """The op for one compiled intervention (ops with per-call state return a copy)."""
+        return self
+
+    def replay(self, first_iteration: int) -> Op:
+        """For ``replays`` ops: the op applied at the later block calls, from ``first_iteration`` on."""
+        raise NotImplementedError(f"{type(self).__name__} declares replays=True: return the op that replays it")
 
 
 @dataclass
@@ -48,10 +85,10 @@ class OpContext:
         layer, iteration: where we are (iteration > 0 only inside a looped block).
     """
 
-    hidden: torch.Tensor
-    rows: torch.Tensor
-    positions: torch.Tensor
-    mask: torch.Tensor
+    hidden: Hidden
+    rows: Index
+    positions: Index
+    mask: Mask
     layer: int
     iteration: int
 
@@ -61,6 +98,8 @@ class SetOp(Op):
     """Replace the states by ``value`` (``[N, D]`` once compiled)."""
 
     value: torch.Tensor
+    value_field = "value"
+    value_shape = "per_state"
     fusable = True
 
     def transform(self, states, context):
@@ -71,8 +110,9 @@ class SetOp(Op):
 class AddOp(Op):
     """Add ``scale * vector`` (steering)."""
 
-    vector: torch.Tensor
+    vector: Vector
     scale: float = 1.0
+    value_field = "vector"
 
     def transform(self, states, context):
         return states + self.scale * self.vector.to(states.device, states.dtype)
@@ -89,6 +129,7 @@ class MeanOp(Op):
     prompt's real tokens at that site (per row, so a variant never depends on its batch-mates)."""
 
     value: torch.Tensor | None = None
+    value_field = "value"
 
     def transform(self, states, context):
         if self.value is not None:
@@ -176,6 +217,15 @@ class FreezeOp(Op):
     """
 
     slot: dict = field(default_factory=dict)
+    replays = True
+
+    def fresh(self) -> FreezeOp:
+        # a private slot per compiled intervention: one freeze object shared by several
+        # variants must not hand one variant's recorded states to another
+        return replace(self, slot={})
+
+    def replay(self, first_iteration: int) -> FreezeReplayOp:
+        return FreezeReplayOp(self, first_iteration)
 
     def transform(self, states, context):  # the record half (compiled for one iteration); replay is FreezeReplayOp
         self.slot["states"] = states
@@ -223,8 +273,17 @@ class Intervention:
         return Intervention(self.site, self.layers, self.positions, self.op, tuple(rows), self.loop)
 
 
-def resolve_layers(spec: LayerSpec, n_layers: int) -> list[int]:
-    """Resolve a layer spec to indices ``0..n_layers-1``; errors name the valid range."""
+def resolve_layers(spec: LayerSpec, n_layers: int, *, sorted_unique: bool = False) -> list[int]:
+    """Resolve a layer spec to indices ``0..n_layers-1``; errors name the valid range.
+
+    The one layer parser of layerscope (every method and CLI option reads layers through it).
+    ``sorted_unique``: ascending and without repeats (the k values of a sweep), else as given.
+    """
+    layers = _resolve_layers(spec, n_layers)
+    return sorted(set(layers)) if sorted_unique else layers
+
+
+def _resolve_layers(spec: LayerSpec, n_layers: int) -> list[int]:
     valid = f"valid layers are 0..{n_layers - 1} (or -{n_layers}..-1 from the end)"
     if isinstance(spec, str):
         text = spec.strip()

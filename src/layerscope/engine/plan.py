@@ -4,28 +4,23 @@ Resolving positions and checking shapes once, before the forward pass, keeps the
 makes every bad input fail before the model has run. Patches of different variants (disjoint
 rows) at the same site are fused into one indexed write, so a sweep of V variants costs one
 ``index_put`` per site instead of V.
+
+The planner reads what each op declares (:class:`~layerscope.engine.interventions.Op`:
+``value_field``/``value_shape`` for the shape checks and binding, ``fusable`` for the fusion,
+``replays`` for ops that write recorded states at later layers) and never asks which op it holds.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 
 from layerscope.engine.batch import Batch
-from layerscope.engine.interventions import (
-    AddOp,
-    FreezeOp,
-    FreezeReplayOp,
-    Intervention,
-    MeanOp,
-    Op,
-    OpContext,
-    SetOp,
-    resolve_layers,
-)
+from layerscope.engine.interventions import Intervention, Op, OpContext, resolve_layers
+from layerscope.engine.shapes import Hidden, Index, Mask
 from layerscope.errors import InterventionError, SiteError
 
 
@@ -34,11 +29,11 @@ class CompiledOp:
     """An op bound to concrete ``rows``/``positions`` (``[N]`` each) of the current forward."""
 
     op: Op
-    rows: torch.Tensor
-    positions: torch.Tensor
+    rows: Index
+    positions: Index
     loop: int | None
 
-    def apply(self, hidden: torch.Tensor, mask: torch.Tensor, layer: int, iteration: int) -> torch.Tensor:
+    def apply(self, hidden: Hidden, mask: Mask, layer: int, iteration: int) -> Hidden:
         """``hidden: [B, T, D]`` -> new ``[B, T, D]`` (never in place)."""
         if self.loop is not None and self.loop != iteration:
             return hidden
@@ -102,18 +97,15 @@ def compile_plan(
             )
         row_idx = torch.tensor([r for r, _ in pairs], device=device)
         pos_idx = torch.tensor([p - offset for _, p in pairs], device=device)
-        op = _bind_value(iv, len(pairs), len(set(r for r, _ in pairs)), d_model)
-        if isinstance(op, FreezeOp):
-            # a private slot per compiled intervention: one freeze object shared by several
-            # variants must not hand one variant's recorded states to another
-            op = replace(op, slot={})
-        if isinstance(op, FreezeOp):
+        op = _bind_value(iv, len(pairs), len(set(r for r, _ in pairs)), d_model).fresh()
+        if op.replays:
             if iv.site != "resid_pre" or len(layers) != 1:
-                raise InterventionError("freeze applies at one resid_pre layer: use freeze(layer, positions)")
+                name = type(op).__name__
+                raise InterventionError(f"{name} records at one resid_pre layer: e.g. freeze(layer, positions)")
             record = iv.loop or 0
             plan.ops[("resid_pre", layers[0])].append(CompiledOp(op, row_idx, pos_idx, record))
             for later, first in _freeze_replays(layers[0], record, n_layers, loop):
-                plan.ops[("resid_pre", later)].append(CompiledOp(FreezeReplayOp(op, first), row_idx, pos_idx, None))
+                plan.ops[("resid_pre", later)].append(CompiledOp(op.replay(first), row_idx, pos_idx, None))
             continue
         for layer in layers:
             plan.ops[(iv.site, layer)].append(CompiledOp(op, row_idx, pos_idx, iv.loop))
@@ -148,10 +140,9 @@ def _freeze_replays(layer: int, record: int, n_layers: int, loop) -> list[tuple[
 
 
 def _bind_value(iv: Intervention, n_pairs: int, n_rows: int, d_model: int) -> Op:
+    """Check the op's declared value against the model and the selection; bind ``per_state`` values to ``[N, D]``."""
     op = iv.op
-    vector = (
-        op.vector if isinstance(op, AddOp) else getattr(op, "value", None) if isinstance(op, SetOp | MeanOp) else None
-    )
+    vector = op.value_of()
     if vector is None:
         return op
     if vector.shape[-1] != d_model:
@@ -159,7 +150,7 @@ def _bind_value(iv: Intervention, n_pairs: int, n_rows: int, d_model: int) -> Op
             f"hidden-size mismatch at {iv.site}: the value has {vector.shape[-1]} dims but the model has "
             f"d_model={d_model}; pass mapping=... (e.g. an affine map fitted between the two models)"
         )
-    if not isinstance(op, SetOp):
+    if op.value_shape != "per_state":
         if vector.dim() != 1:
             raise InterventionError(f"{type(op).__name__} needs a [D] vector, got shape {tuple(vector.shape)}")
         return op
@@ -175,11 +166,11 @@ def _bind_value(iv: Intervention, n_pairs: int, n_rows: int, d_model: int) -> Op
             f"patch value of shape {tuple(vector.shape)} does not fit {n_pairs} selected states "
             f"({n_rows} rows x {per_row} positions): give [D], [{per_row}, D] or [{n_pairs}, D]"
         )
-    return SetOp(value)
+    return op.with_value(value)
 
 
 def _fuse_sets(ops: list[CompiledOp]) -> list[CompiledOp]:
-    """Merge consecutive patches on disjoint rows into one indexed write.
+    """Merge consecutive ``fusable`` ops of one kind on disjoint rows into one indexed write.
 
     Linear in the number of ops: the rows already in the current fused write are kept in a set
     (a sweep of V variants at one site used to cost O(V^2) here), and the values and indices are
@@ -193,10 +184,9 @@ def _fuse_sets(ops: list[CompiledOp]) -> list[CompiledOp]:
         if len(group) == 1:
             fused.append(group[0])
         elif group:
-            device = group[-1].op.value.device
             fused.append(
                 CompiledOp(
-                    SetOp(torch.cat([g.op.value.to(device) for g in group])),
+                    type(group[0].op).fuse([g.op for g in group]),
                     torch.cat([g.rows for g in group]),
                     torch.cat([g.positions for g in group]),
                     group[-1].loop,
@@ -206,12 +196,12 @@ def _fuse_sets(ops: list[CompiledOp]) -> list[CompiledOp]:
         rows_seen.clear()
 
     for op in ops:
-        if not isinstance(op.op, SetOp):
+        if not op.op.fusable:
             flush()
             fused.append(op)
             continue
         rows = set(op.rows.tolist())
-        if group and (group[-1].loop != op.loop or rows & rows_seen):
+        if group and (group[-1].loop != op.loop or type(group[-1].op) is not type(op.op) or rows & rows_seen):
             flush()
         group.append(op)
         rows_seen |= rows

@@ -97,14 +97,23 @@ def _substring_position(sub: str, prompt: PromptTokens) -> int:
     start = prompt.text.rfind(sub) if sub else -1
     if start < 0:
         raise SiteError(f"substring {sub!r} is not in the prompt {prompt.text!r}; its tokens are {prompt.tokens}")
-    last_char = start + len(sub) - 1
-    if prompt.spans is not None:
-        for i, (s, e) in enumerate(prompt.spans):
-            if s <= last_char < e:
-                return i
-        # byte-level tokenizers may report a span that excludes a leading space: fall back to
-        # the last token starting at or before the substring's last character
-        candidates = [i for i, (s, e) in enumerate(prompt.spans) if s <= last_char and e > s]
-        if candidates:
-            return candidates[-1]
+    found = token_at_char(prompt, start + len(sub) - 1)
+    if found is not None:
+        return found
     raise SiteError(f"could not map substring {sub!r} to a token of {prompt.tokens}")
+
+
+def token_at_char(prompt: PromptTokens, char: int) -> int | None:
+    """Index of the token whose character span holds ``prompt.text[char]`` (None if spans are unknown).
+
+    Byte-level tokenizers may report a span that excludes a leading space: then the last token
+    starting at or before ``char`` is taken. Substring positions and the Patchscope placeholder
+    both map characters to tokens through here.
+    """
+    if prompt.spans is None:
+        return None
+    for i, (s, e) in enumerate(prompt.spans):
+        if s <= char < e:
+            return i
+    candidates = [i for i, (s, e) in enumerate(prompt.spans) if s <= char and e > s]
+    return candidates[-1] if candidates else None

@@ -8,7 +8,8 @@ import torch
 
 from layerscope.engine.batch import Batch
 from layerscope.engine.positions import PositionSpec
-from layerscope.errors import SiteError
+from layerscope.engine.shapes import Hidden, Logits, Stacked
+from layerscope.errors import ResultError, SiteError
 
 
 @dataclass
@@ -25,12 +26,32 @@ class RunResult:
     """
 
     batch: Batch
-    logits: torch.Tensor | None
-    cache: dict[tuple[str, int, int], torch.Tensor] = field(default_factory=dict)
+    logits: Logits | None
+    cache: dict[tuple[str, int, int], Hidden] = field(default_factory=dict)
     past_key_values: object | None = None
     offset: int = 0
     n_variants: int = 1
     capture_positions: PositionSpec | None = None
+
+    def __repr__(self) -> str:
+        """Shapes and keys, never the tensors: ``RunResult(batch=[3, 7], logits=[3, 7, 49152], ...)``."""
+        sites: dict[str, list[int]] = {}
+        for site, layer, _ in self.cache:
+            sites.setdefault(site, []).append(layer)
+        captured = ", ".join(f"{site}[{_layers(layers)}]" for site, layers in sites.items())
+        first = next(iter(self.cache.values()), None)
+        parts = [
+            f"batch=[{self.batch.size}, {self.batch.length}]",
+            f"logits={_shape(self.logits)}",
+            f"cache={{{captured}}}" + (f" of {_shape(first)}" if first is not None else ""),
+        ]
+        if self.n_variants != 1:
+            parts.append(f"variants={self.n_variants}")
+        if self.offset:
+            parts.append(f"offset={self.offset}")
+        if self.past_key_values is not None:
+            parts.append("past_key_values=kept")
+        return f"RunResult({', '.join(parts)})"
 
     def select_rows(self, rows: slice, from_layer: int = 0) -> RunResult:
         """The result of ``rows`` only (a staggered run's rows of one start layer).
@@ -47,7 +68,7 @@ class RunResult:
             capture_positions=self.capture_positions,
         )
 
-    def get(self, site: str, layer: int, iteration: int = 0) -> torch.Tensor:
+    def get(self, site: str, layer: int, iteration: int = 0) -> Hidden:
         """Captured ``[B, T, D]`` states at a site; a clear error if it was not captured."""
         try:
             return self.cache[(site, layer, iteration)]
@@ -58,7 +79,7 @@ class RunResult:
                 f"(captured: {have[:6]}{' ...' if len(have) > 6 else ''})"
             ) from None
 
-    def stack(self, site: str, layers: list[int] | None = None, iteration: int = 0) -> torch.Tensor:
+    def stack(self, site: str, layers: list[int] | None = None, iteration: int = 0) -> Stacked:
         """``[L', B, T, D]`` states of ``site`` over ``layers`` (default: every captured layer)."""
         if layers is None:
             layers = sorted(l for s, l, i in self.cache if s == site and i == iteration)
@@ -84,13 +105,31 @@ class RunResult:
         return states.grad
 
     @property
-    def last_logits(self) -> torch.Tensor:
+    def last_logits(self) -> Logits:
         """``[B, V]`` logits at each row's last real token (index T-1: the batch is left-padded)."""
         if self.logits is None:
-            raise SiteError("this run has no logits (an encoder, or logits=None)")
+            raise ResultError("this run has no logits (an encoder, or logits=None): run with logits='last' or 'all'")
         return self.logits[:, -1]
 
     def iterations(self, site: str) -> list[tuple[int, int]]:
         """(layer, iteration) pairs captured at ``site``, in execution order (for looped runs)."""
         keys = [(l, i) for s, l, i in self.cache if s == site]
         return keys  # dict insertion order is execution order
+
+
+def _shape(tensor: torch.Tensor | None) -> str:
+    return "None" if tensor is None else str(list(tensor.shape))
+
+
+def _layers(layers: list[int]) -> str:
+    """``[0, 1, 2, 3, 5]`` -> ``"0..3,5"`` (a repr stays one line for a 30-layer capture)."""
+    runs, out = sorted(set(layers)), []
+    start = prev = None
+    for layer in [*runs, None]:
+        if start is not None and (layer is None or layer != prev + 1):
+            out.append(str(start) if start == prev else f"{start}..{prev}")
+            start = None
+        if layer is not None and start is None:
+            start = layer
+        prev = layer
+    return ",".join(out)

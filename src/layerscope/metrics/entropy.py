@@ -36,6 +36,7 @@ from layerscope.metrics.pooling import (
     pool,
     token_counts,
 )
+from layerscope.names import canonical_name
 
 __all__ = [
     "small_lapack",
@@ -102,13 +103,8 @@ def small_lapack(matrix: Tensor, size: int | None = None) -> Iterator[None]:
 
 def canonical_normalization(normalization: str) -> str:
     """Map a normalisation name (or an authors'-code alias) to one of NORMALIZATIONS."""
-    try:
-        return _ALIASES[normalization]
-    except KeyError:
-        raise ValueError(
-            f"unknown normalization {normalization!r}; expected one of {NORMALIZATIONS} "
-            f"(or the aliases logN, logD, logNlogD, maxEntropy)"
-        ) from None
+    shown = [*NORMALIZATIONS, "or the aliases logN, logD, logNlogD, maxEntropy"]
+    return canonical_name(normalization, NORMALIZATIONS, what="normalization", aliases=_ALIASES, shown=shown)
 
 
 def normalize_entropy(entropy: Tensor, normalization: str, n: int | Tensor, d: int | Tensor) -> Tensor:

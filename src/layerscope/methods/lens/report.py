@@ -1,0 +1,41 @@
+"""The demo's section on the logit lens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from layerscope.results.report import Report
+
+DEMO_PROMPTS = ["The capital of France is", "The Eiffel Tower is located in the city of"]
+
+
+def section_logit_lens(model, report: Report, out_dir: Path) -> list[dict]:
+    from layerscope.methods.lens.api import logit_lens
+    from layerscope.methods.lens.plots import lens_heatmap
+
+    rows = []
+    report.section(
+        "Logit lens",
+        "Top next token at every (layer, position), read through the final norm and "
+        "unembedding. The last layer is the model's own prediction.",
+    )
+    for i, prompt in enumerate(DEMO_PROMPTS):
+        table = logit_lens(model, prompt)
+        path = lens_heatmap(table, out_dir / f"lens_{i}.png", title=f"Logit lens: {prompt!r}")
+        report.image(path, prompt)
+        last = table[table["position"] == table["position"].max()][["layer", "top_token", "prob"]]
+        report.table(last.sort_values("layer", ascending=False).head(12))
+        final = last.sort_values("layer").iloc[-1]
+        rows.append(
+            {
+                "section": "logit_lens",
+                "prompt": prompt,
+                "layer": int(final["layer"]),
+                "top_token": final["top_token"],
+                "prob": float(final["prob"]),
+            }
+        )
+    return rows
+
+
+DEMO_SECTIONS = [("logit lens", section_logit_lens)]

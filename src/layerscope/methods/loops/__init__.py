@@ -1,0 +1,98 @@
+"""Loop as a Bridge (arXiv 2601.10242): looped layers, probes per (layer, loop), self-verification
+and concept injection on any pretrained model.
+
+A *looped* model runs its block ``[a, b)`` ``n`` times in a row (``n = 1`` is the plain model); the
+engine does the looping (``model.run(..., loop=(a, b, n))``) and keys every captured state by
+``(layer, iteration)``. In execution order a looped model with ``L`` layers runs::
+
+    (0, 0) .. (a-1, 0), (a, 0) .. (b-1, 0), (a, 1) .. (b-1, 1), ..., (a, n-1) .. (b-1, n-1), (b, 0) .. (L-1, 0)
+
+(:func:`execution_order`); ``step`` is the index in that list. Layers outside the block only have
+iteration 0, and an intervention names its iteration with :func:`at_iteration`.
+
+What this module measures (METHODS.md section 4), for a task with an oracle verifier V(T, A):
+
+- ``P_TP``: how often the model's own greedy answer to the task is correct;
+- ``P_SV``: how often the model's language self-verification of a (question, answer) pair
+  ("... Answer Yes or No.", read as P(Yes) vs P(No) at the next token) agrees with V;
+- ``P_RR(step)``: cross-validated accuracy of a linear probe (:func:`layerscope.readout.probes.probe_accuracy`)
+  on the verification prompt's last-token ``resid_post`` at each (layer, iteration), predicting V;
+
+each per loop count. Concepts: a direction by difference of means (concept sentences minus neutral
+sentences) at (layer, iteration), injected (norm-relative) at another (layer, iteration), and
+detected per (extraction iteration, injection iteration) pair by a read-out probe and by asking the
+model (an introspection prompt scored by P(Yes) and by naming the concept).
+
+Lower layers do not change with the loop count, so :func:`loop_states` runs them once and starts
+the other loop counts at block ``a`` from the captured ``resid_pre[a]`` (``run(start_layer=a)``).
+"""
+
+from layerscope.methods.loops.inject import (
+    INJECT_COLUMNS,
+    INTROSPECTION_DETECT,
+    INTROSPECTION_NAME,
+    concept_directions,
+    concept_injection,
+    injection,
+    reference_norm,
+    variant_states,
+)
+from layerscope.methods.loops.prompts import chat_prompt
+from layerscope.methods.loops.runner import LoopStates, loop_generate, loop_states
+from layerscope.methods.loops.spec import (
+    ORACLE_TASKS,
+    Block,
+    at_iteration,
+    default_block,
+    execution_order,
+    parse_block,
+    parse_loops,
+)
+from layerscope.methods.loops.tasks import (
+    ARITHMETIC_TASK,
+    ARITHMETIC_VERIFY,
+    HARMFUL_TASK,
+    HARMFUL_VERIFY,
+    OracleTask,
+    arithmetic_task,
+    harmful_task,
+    load_oracle_task,
+)
+from layerscope.methods.loops.verify import VERIFY_COLUMNS, self_verification, verification_summary
+from layerscope.readout.tokens import word_token_ids, yes_no_ids, yes_no_scorer
+
+__all__ = [
+    "ARITHMETIC_TASK",
+    "ARITHMETIC_VERIFY",
+    "Block",
+    "HARMFUL_TASK",
+    "HARMFUL_VERIFY",
+    "INJECT_COLUMNS",
+    "INTROSPECTION_DETECT",
+    "INTROSPECTION_NAME",
+    "LoopStates",
+    "ORACLE_TASKS",
+    "OracleTask",
+    "VERIFY_COLUMNS",
+    "arithmetic_task",
+    "at_iteration",
+    "chat_prompt",
+    "concept_directions",
+    "concept_injection",
+    "default_block",
+    "execution_order",
+    "harmful_task",
+    "injection",
+    "load_oracle_task",
+    "loop_generate",
+    "loop_states",
+    "parse_block",
+    "parse_loops",
+    "reference_norm",
+    "self_verification",
+    "variant_states",
+    "verification_summary",
+    "word_token_ids",
+    "yes_no_ids",
+    "yes_no_scorer",
+]

@@ -1,0 +1,53 @@
+"""A self-contained HTML report: sections of text, tables and embedded PNG plots."""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from layerscope.results.io import write_text
+
+
+def shorten(text: str, width: int = 70) -> str:
+    """``text`` as a one-line repr (newlines shown as ``\\n``), cut to ``width`` characters."""
+    shown = repr(text)[1:-1]
+    return shown if len(shown) <= width else shown[: width - 3] + "..."
+
+
+@dataclass
+class Report:
+    title: str
+    parts: list[str] = field(default_factory=list)
+
+    def section(self, heading: str, text: str = "") -> None:
+        self.parts.append(f"<h2>{html.escape(heading)}</h2>")
+        if text:
+            self.parts.append(f"<p>{html.escape(text)}</p>")
+
+    def image(self, path: str | os.PathLike, caption: str = "") -> None:
+        data = base64.b64encode(Path(path).read_bytes()).decode()
+        self.parts.append(
+            f'<figure><img src="data:image/png;base64,{data}" style="max-width:100%">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+
+    def table(self, table: pd.DataFrame, max_rows: int = 60) -> None:
+        self.parts.append(table.head(max_rows).to_html(index=False, float_format=lambda v: f"{v:.3f}"))
+
+    def write(self, path: str | os.PathLike) -> Path:
+        style = (
+            "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+            "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}"
+            "figcaption{color:#555;font-size:13px}"
+        )
+        body = "\n".join(self.parts)
+        doc = (
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
+            f"<style>{style}</style></head><body><h1>{html.escape(self.title)}</h1>\n{body}\n</body></html>\n"
+        )
+        return write_text(path, doc)
