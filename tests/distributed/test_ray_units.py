@@ -43,7 +43,7 @@ def test_two_workers_give_the_rows_of_one_process(cluster, single_process):
 
 
 def test_a_worker_that_dies_mid_unit_is_replaced_and_nothing_is_lost(cluster, single_process, tmp_path):
-    from layerscope.io import Checkpoint
+    from layerscope.results import Checkpoint
 
     marker = tmp_path / "crashed"
     checkpoint = Checkpoint(tmp_path / "run.jsonl", {"test": "crash"})
@@ -66,7 +66,7 @@ def test_a_unit_that_raises_stops_the_run_with_its_error(cluster):
 DRIVER = """
 import sys
 from layerscope.distributed import run_units
-from layerscope.io import Checkpoint
+from layerscope.results import Checkpoint
 from layerscope.testing.units import noise_unit, tiny_spec, units, slow_unit
 checkpoint = Checkpoint(sys.argv[1], {"test": "driver"})
 run_units(units(), slow_unit if sys.argv[2] == "slow" else noise_unit, tiny_spec(), workers=2,
@@ -75,7 +75,7 @@ run_units(units(), slow_unit if sys.argv[2] == "slow" else noise_unit, tiny_spec
 
 
 def test_sigkill_of_the_driver_then_resume_gives_the_same_rows(single_process, tmp_path):
-    from layerscope.io import Checkpoint
+    from layerscope.results import Checkpoint
 
     path = tmp_path / "run.jsonl"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")])}

@@ -180,7 +180,7 @@ def test_decoder_matrix_loop_and_patching(model_type):
     _close(looped, expected)
 
     # activation-patching cells vs a hand-written hook loop
-    from layerscope.patching import activation_patching
+    from layerscope.methods.patching import activation_patching
 
     table = activation_patching(model, PROMPT, OTHER, " paris", " madrid", layers=[0, L - 1], progress=False)
     clean = model.run(PROMPT, capture="resid_post")
@@ -306,7 +306,7 @@ def test_an_unverifiable_head_is_refused_by_name_and_a_given_head_is_used():
     assert "CubedLogits" in model.check_report()["head"]
     with pytest.raises(AdapterError, match=r"check .head. failed on CubedLogits.*head="):
         model.adapter.unembed_states(torch.zeros(model.d_model))
-    from layerscope.patching import activation_patching
+    from layerscope.methods.patching import activation_patching
 
     with pytest.raises(AdapterError, match="check 'head' failed"):
         activation_patching(model, PROMPT, OTHER, " paris", " madrid", layers=[0], progress=False)

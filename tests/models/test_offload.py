@@ -35,7 +35,7 @@ def test_an_offloaded_model_gives_the_same_numbers(default_model, offloaded):
 
 
 def test_an_offloaded_model_runs_a_patching_sweep(default_model, offloaded):
-    from layerscope.patching import activation_patching
+    from layerscope.methods.patching import activation_patching
 
     args = (PROMPT, CORRUPT, " Paris", " Rome")
     options = dict(layers="0:30:10", positions=[3, -1], progress=False)

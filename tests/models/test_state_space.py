@@ -18,7 +18,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import layerscope as ls
-from layerscope.layer_by_layer import depth_states, probe_layers, representation_metrics
+from layerscope.methods.layer_by_layer import depth_states, probe_layers, representation_metrics
 from layerscope.metrics import curvature, matrix_entropy, prompt_entropy
 from layerscope.testing import tiny_tokenizer
 from layerscope.testing.architectures import build

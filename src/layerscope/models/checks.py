@@ -119,7 +119,7 @@ def capabilities(model, use_cache: bool = True) -> Capabilities:
     caps = run_checks(model)
     _MEMORY[key] = caps
     try:
-        from layerscope.io import write_json
+        from layerscope.results.io import write_json
 
         write_json(path, asdict(caps))
     except OSError:

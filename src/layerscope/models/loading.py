@@ -152,7 +152,7 @@ def content_hash(path: Path) -> str:
             digest.update(block)
     memo[stamp] = digest.hexdigest()[:16]
     try:
-        from layerscope.io import write_json
+        from layerscope.results.io import write_json
 
         write_json(memo_file, memo)
     except OSError:

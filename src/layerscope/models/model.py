@@ -150,6 +150,18 @@ class Model:
         )
         return limit if learned else None
 
+    def can_reuse_prefix(self, seq_len: int) -> bool:
+        """Whether a cache kept over ``seq_len`` tokens can be cut back to any prefix and reused: the
+        self-check says whether the cache crops at all (state-space caches do not), and a
+        sliding-window layer has already dropped the early positions of a prompt longer than its window."""
+        if not self.caps.prefix_reuse:
+            return False
+        config = _text_config(self.hf.config)
+        window = getattr(config, "sliding_window", None)
+        kinds = getattr(config, "layer_types", None) or []
+        uses_window = any("sliding" in str(kind) for kind in kinds) or (window is not None and not kinds)
+        return not (uses_window and window is not None and seq_len > int(window))
+
     def check_length(self, n_tokens: int, what: str = "the prompt") -> None:
         """Refuse a sequence longer than the model can read, with a message that says so."""
         limit = self.max_positions

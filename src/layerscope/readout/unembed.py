@@ -27,14 +27,17 @@ class Unembed:
             return self.model.adapter.unembed_states(h.to(self.model.dtype), tokens=tokens)
 
     def fingerprint(self) -> str:
-        """A hash of the final norm's and the unembedding's weights (the lens's half of the model)."""
-        adapter = self.model.adapter
+        """A hash of the head's weights, scale and soft cap (the lens's half of the model: every module
+        the self-check found between the last block and the logits)."""
+        head = self.model.adapter.head
         digest = hashlib.blake2b(digest_size=12)
-        for module in (adapter.final_norm, adapter.unembed):
-            if module is None:
-                continue
+        modules = getattr(head, "modules", None)
+        if modules is None:  # a head passed by the user: only its identity can be recorded
+            digest.update(repr(head).encode())
+            return digest.hexdigest()
+        for module in modules:
             for name, tensor in sorted(module.state_dict().items()):
                 digest.update(name.encode())
                 digest.update(tensor.detach().float().contiguous().cpu().numpy().tobytes())
-        digest.update(str(adapter.logit_softcap).encode())
+        digest.update(f"{head.scale}|{head.softcap}".encode())
         return digest.hexdigest()

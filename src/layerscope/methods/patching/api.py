@@ -246,7 +246,7 @@ def activation_patching(
         call_cost=CALL_COST_TOKENS[device_kind] if call_cost is None else call_cost,
         head_cost=_head_cost(model),
         rows_fit=rows_fit,
-        reuse_prefix=_can_crop_cache(model, seq_len),
+        reuse_prefix=model.can_reuse_prefix(seq_len),
     )
 
     with torch.no_grad():
@@ -321,16 +321,6 @@ def _shared_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
 
 def _metric(logits: torch.Tensor, answer_id: int, wrong_id: int) -> float:
     return float(logits[answer_id] - logits[wrong_id])
-
-
-def _can_crop_cache(model, seq_len: int) -> bool:
-    """Whether the corrupt run's KV cache can be cut back to any prefix: not when a sliding-window
-    layer has already dropped early positions (Gemma 3, Mistral-style) for this prompt length."""
-    config = model.hf.config.get_text_config() if hasattr(model.hf.config, "get_text_config") else model.hf.config
-    window = getattr(config, "sliding_window", None)
-    kinds = getattr(config, "layer_types", None) or []
-    uses_window = any("sliding" in str(kind) for kind in kinds) or (window is not None and not kinds)
-    return not (uses_window and window is not None and seq_len > int(window))
 
 
 def _head_cost(model) -> float:
