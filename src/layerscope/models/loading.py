@@ -202,13 +202,16 @@ def hf_progress(progress: bool):
     terminal: not with ``--json``, ``progress=False`` or in a log file. Restored afterwards."""
     from transformers.utils import logging as hf_logging
 
-    was = hf_logging.is_progress_bar_enabled()
+    was, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
     show = progress and sys.stderr.isatty()
     if not show:
         hf_logging.disable_progress_bar()
+    # transformers' load report would repeat, in a table, what the checks below say in one line
+    hf_logging.set_verbosity_error()
     try:
         yield
     finally:
+        hf_logging.set_verbosity(verbosity)
         if was and not show:
             hf_logging.enable_progress_bar()
 
@@ -312,6 +315,8 @@ def _load_hf(source, dtype, device, device_map, trust_remote_code, progress, max
     except (OSError, ValueError, RuntimeError, KeyError) as err:  # size mismatches, unreadable shards
         raise ModelLoadError(f"cannot load {folder}: {_first_line(err)}") from None
     problems = {k: sorted(info.get(k) or []) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    # an encoder's pooler (BERT's CLS head) is built by AutoModel but never read by layerscope
+    problems["missing_keys"] = [k for k in problems["missing_keys"] if not k.startswith("pooler.")]
     problems = {k: v for k, v in problems.items() if v}
     if problems:
         listed = "; ".join(

@@ -12,6 +12,7 @@ from layerscope.methods.patching.api import (
     single_token,
     start_layer_of,
 )
+from layerscope.methods.patching.attribution import attribution_patching, compare_with_exact
 
 __all__ = [
     "CALL_COST_TOKENS",
@@ -19,6 +20,8 @@ __all__ = [
     "PATCH_SITES",
     "Tile",
     "activation_patching",
+    "attribution_patching",
+    "compare_with_exact",
     "grid_of",
     "patch_of",
     "plan_tiles",

@@ -201,21 +201,7 @@ def activation_patching(
         constants as columns: ``site``, ``answer``, ``wrong``, ``clean_value`` and ``corrupt_value``
         (the metric of the unpatched runs, the baselines of every cell).
     """
-    if site not in PATCH_SITES:
-        raise LayerscopeError(f"unknown site {site!r}: use one of {', '.join(PATCH_SITES)}")
-    if not model.is_causal:
-        raise LayerscopeError("activation patching needs a causal LM (the metric is a next-token logit difference)")
-    if site not in model.available_sites:
-        raise LayerscopeError(f"site {site!r} is not available for this model (found: {sorted(model.available_sites)})")
-    answer_id = single_token(model.tokenizer, answer, "answer")
-    wrong_id = single_token(model.tokenizer, wrong, "wrong")
-    source, target = model.tokenize(clean), model.tokenize(corrupt)
-    if source.length != target.length:
-        raise LayerscopeError(
-            f"the clean and corrupt prompts must have the same number of tokens to patch position by position: "
-            f"clean has {source.length} {source.prompts[0].tokens}, corrupt has {target.length} "
-            f"{target.prompts[0].tokens}"
-        )
+    answer_id, wrong_id, source, target = prepare_pair(model, clean, corrupt, answer, wrong, [site])
     n_layers, seq_len = model.n_layers, target.length
     layer_list = sorted(set(resolve_layers(layers, n_layers)))
     position_list = sorted(set(target.positions(positions, 0)))
@@ -311,6 +297,28 @@ def activation_patching(
     # the baselines are columns, not attrs: attrs do not survive --json, --save or a concat
     baselines = {"clean_value": clean_value, "corrupt_value": corrupt_value}
     return tidy(table, model=model, method="patching", site=site, answer=answer, wrong=wrong, **baselines)
+
+
+def prepare_pair(model, clean: str, corrupt: str, answer: str, wrong: str, sites: Sequence[str]):
+    """Check a patching pair and tokenise it: ``(answer_id, wrong_id, clean batch, corrupt batch)``."""
+    for site in sites:
+        if site not in PATCH_SITES:
+            raise LayerscopeError(f"unknown site {site!r}: use one of {', '.join(PATCH_SITES)}")
+        if site not in model.available_sites:
+            found = sorted(model.available_sites)
+            raise LayerscopeError(f"site {site!r} is not available for this model (found: {found})")
+    if not model.is_causal:
+        raise LayerscopeError("activation patching needs a causal LM (the metric is a next-token logit difference)")
+    answer_id = single_token(model.tokenizer, answer, "answer")
+    wrong_id = single_token(model.tokenizer, wrong, "wrong")
+    source, target = model.tokenize(clean), model.tokenize(corrupt)
+    if source.length != target.length:
+        raise LayerscopeError(
+            f"the clean and corrupt prompts must have the same number of tokens to patch position by position: "
+            f"clean has {source.length} {source.prompts[0].tokens}, corrupt has {target.length} "
+            f"{target.prompts[0].tokens}"
+        )
+    return answer_id, wrong_id, source, target
 
 
 def _shared_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
