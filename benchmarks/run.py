@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from attribution import bench_attribution  # noqa: E402
 from capture import bench_capture  # noqa: E402
 from memory import bench_memory  # noqa: E402
 from patching import ANSWER, PAIRS, WRONG, bench_patching  # noqa: E402
@@ -32,7 +33,7 @@ from prompt_entropy import bench_prompt_entropy  # noqa: E402
 
 import layerscope as ls  # noqa: E402
 
-BENCHMARKS = ("capture", "patching", "patchscope", "memory", "prompt_entropy")
+BENCHMARKS = ("capture", "patching", "attribution", "patchscope", "memory", "prompt_entropy")
 
 
 def versions() -> dict[str, str]:
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     if "patching" in only:
         cells = {p: None for p in PAIRS} if args.full_grid else None
         rows += bench_patching(model, peer_cells=cells, rounds=args.rounds, ablations=not args.no_ablations, log=log)
+    if "attribution" in only:
+        rows += bench_attribution(model, rounds=args.rounds, log=log)
     if "patchscope" in only:
         rows.append(bench_patchscope(model, rounds=args.rounds, log=log))
     if "memory" in only:

@@ -75,7 +75,7 @@ def attribution_patching(
     if steps is None:
         run = model.run(target, capture=capture, logits="last", grad=True)
         metric = run.last_logits[:, answer_id] - run.last_logits[:, wrong_id]  # [1]
-        corrupt_value = float(metric[0])
+        corrupt_value = float(metric[0].detach())
     else:
         with torch.no_grad():
             plain = model.run(target, capture=("resid_pre", [0]), logits="last")

@@ -16,7 +16,12 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
     if args.out and Path(args.out).suffix.lower() != ".png":
         raise LayerscopeError(f"--out must end in .png, got {Path(args.out).name}")
+    if args.method == "exact" and (args.steps or args.compare):
+        raise LayerscopeError("--steps and --compare go with --method attribution")
     model = load_model(args)
+    if args.method == "attribution":
+        _attribution(model, args)
+        return
     table = activation_patching(
         model,
         args.clean,
@@ -43,6 +48,37 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     tokens = table.drop_duplicates("position").sort_values("position")["token"].tolist()
     readable.columns = [f"{p}:{t}" for p, t in zip(readable.columns, tokens, strict=True)]
     emit(table, args, readable.to_string(float_format=lambda v: f"{v:.2f}"))
+
+
+def _attribution(model, args: argparse.Namespace) -> None:
+    """``sweep --method attribution``: the linear estimate, optionally beside the exact grid."""
+    from layerscope.methods.patching.attribution import attribution_patching, compare_with_exact
+    from layerscope.methods.patching.plots import patching_heatmap
+
+    pair = (args.clean, args.corrupt, args.answer, args.wrong)
+    options = dict(sites=args.site, layers=args.layers, steps=args.steps or None)
+    if args.compare:
+        table, agreement = compare_with_exact(
+            model, *pair, **options, batch_budget=args.batch_budget, progress=not args.json
+        )
+        for row in agreement.itertuples():
+            status(
+                f"{row.site}: Pearson r = {row.pearson:.3f} with exact patching over {row.cells} cells; largest "
+                f"disagreement {row.max_abs_error:.3f} at layer {row.worst_layer}, position {row.worst_position} "
+                f"({row.worst_token!r})"
+            )
+    else:
+        table = attribution_patching(model, *pair, **options)
+    estimator = table["estimator"].iloc[0].replace("_", " ")
+    if args.out:
+        title = f"{estimator} of {args.site}: logit({args.answer!r}) - logit({args.wrong!r})"
+        status(f"wrote {patching_heatmap(table, args.out, title=title)}")
+    readable = table.pivot(index="layer", columns="position", values="value").sort_index(ascending=False)
+    emit(
+        table,
+        args,
+        f"{estimator} (estimated metric after each patch)\n" + readable.to_string(float_format=lambda v: f"{v:.2f}"),
+    )
 
 
 def register(command) -> None:
@@ -82,5 +118,17 @@ def register(command) -> None:
         help="also run the cells in the prompts' common first tokens (they are no-op patches; by default they "
         "take the corrupt run's value without a forward pass)",
     )
-
-
+    p.add_argument(
+        "--method",
+        default="exact",
+        choices=("exact", "attribution"),
+        help="exact: patch every cell (default); attribution: the linear estimate of every cell from one "
+        "backward pass (attribution patching), much faster, approximate",
+    )
+    p.add_argument("--steps", type=int, help="with --method attribution: integrated gradients over N path points")
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="with --method attribution: also run exact patching on the same grid "
+        "and report the correlation and the largest disagreement",
+    )
