@@ -1,0 +1,87 @@
+"""Dataset-level patching: per-pair grids equal single sweeps, the mean grid and its interval by hand,
+resume, and the same rows from 2 Ray workers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from layerscope.errors import LayerscopeError
+from layerscope.methods.patching import activation_patching
+from layerscope.methods.patching.pairs import load_pairs, pair_sweep
+from tests.conftest import tiny
+
+PAIRS = [
+    {"clean": "the capital of france is", "corrupt": "the capital of spain is", "answer": " paris", "wrong": " madrid"},
+    {"clean": "the capital of italy is", "corrupt": "the capital of japan is", "answer": " rome", "wrong": " tokyo"},
+    {"clean": "where is the eiffel tower ? paris", "corrupt": "where is the colosseum tower ? rome",
+     "answer": " paris", "wrong": " rome"},
+    {"clean": "one two", "corrupt": "one two three", "answer": " four", "wrong": " five"},  # lengths differ
+]  # fmt: skip
+
+
+def test_pair_grids_equal_single_sweeps_and_the_mean_is_by_hand():
+    model = tiny("llama")
+    table = pair_sweep(model, PAIRS, layers=[0, 2], progress=False)
+    cells, mean = table[table["aggregate"] == "pair"], table[table["aggregate"] == "mean"]
+    assert set(cells["pair"]) == {0, 1, 2} and (table["pairs_skipped"] == 1).all()  # pair 3 cannot be patched
+    normalized = {}
+    for i in (0, 1, 2):
+        pair = PAIRS[i]
+        alone = activation_patching(model, pair["clean"], pair["corrupt"], pair["answer"], pair["wrong"],
+                                    layers=[0, 2], progress=False)  # fmt: skip
+        mine = cells[cells["pair"] == i].sort_values(["layer", "position"])
+        np.testing.assert_allclose(mine["value"], alone.sort_values(["layer", "position"])["value"])
+        clean, corrupt = alone["clean_value"].iloc[0], alone["corrupt_value"].iloc[0]
+        for row in alone.itertuples():
+            key = (row.layer, row.position - len(alone) // 2)
+            normalized.setdefault(key, []).append((row.value - corrupt) / (clean - corrupt))
+    for row in mean.itertuples():
+        values = normalized[(row.layer, row.position_from_end)]
+        assert row.n == len(values) and row.normalized == pytest.approx(np.mean(values))
+        if len(values) > 1:
+            half = 1.96 * np.std(values, ddof=1) / math.sqrt(len(values))
+            assert row.ci_high - row.normalized == pytest.approx(half)
+
+
+def test_resume_skips_finished_pairs(tmp_path):
+    from layerscope.results import Checkpoint
+
+    model = tiny("llama")
+    first = pair_sweep(model, PAIRS[:2], layers=[1], checkpoint=Checkpoint(tmp_path / "c.jsonl", {"t": 1}),
+                       progress=False)  # fmt: skip
+    lines = (tmp_path / "c.jsonl").read_text().splitlines()
+    assert len(lines) == 3  # the config, then one line per pair
+    again = pair_sweep(model, PAIRS[:3], layers=[1], checkpoint=Checkpoint(tmp_path / "c.jsonl", {"t": 1}),
+                       progress=False)  # fmt: skip
+    assert len((tmp_path / "c.jsonl").read_text().splitlines()) == 4  # only the new pair ran
+    old = first[first["aggregate"] == "pair"].reset_index(drop=True)
+    new = again[(again["aggregate"] == "pair") & (again["pair"] < 2)].reset_index(drop=True)
+    np.testing.assert_allclose(old["value"], new["value"])
+
+
+def test_the_shipped_pairs_and_bad_files(tmp_path):
+    shipped = load_pairs()
+    assert len(shipped) >= 100 and all({"clean", "corrupt", "answer", "wrong"} <= set(p) for p in shipped)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"clean": "a", "corrupt": "b"}) + "\n")
+    with pytest.raises(LayerscopeError, match="bad.jsonl:1 lacks answer, wrong"):
+        load_pairs(bad)
+    with pytest.raises(LayerscopeError, match="no pair can be patched"):
+        pair_sweep(tiny("llama"), PAIRS[3:], progress=False)
+
+
+def test_two_ray_workers_give_the_same_rows():
+    pytest.importorskip("ray")
+    from layerscope.testing.units import tiny_spec
+
+    model = tiny("llama")
+    local = pair_sweep(model, PAIRS, layers=[0, 3], progress=False)
+    spread = pair_sweep(model, PAIRS, layers=[0, 3], workers=2, model_spec=tiny_spec(), progress=False)
+    keys = ["aggregate", "pair", "layer", "position"]
+    a, b = (t.sort_values(keys, na_position="first").reset_index(drop=True) for t in (local, spread))
+    np.testing.assert_allclose(a["value"].fillna(0), b["value"].fillna(0), atol=1e-6)
+    np.testing.assert_allclose(a["normalized"], b["normalized"], atol=1e-6)
