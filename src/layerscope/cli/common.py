@@ -169,3 +169,24 @@ def add_batch_budget(parser: argparse.ArgumentParser, note: str = "") -> None:
         help=f"memory for the activations of one forward chunk, e.g. 512MB or 4GB (default: {DEFAULT_BUDGET})"
         + (f"; {note}" if note else ""),
     )
+
+def add_distributed(parser: argparse.ArgumentParser, what: str) -> None:
+    """Add the distributed options; ``what`` names the units (e.g. "pairs")."""
+    group = parser.add_argument_group("scale out (Ray; pip install 'layerscope[ray]')")
+    group.add_argument(
+        "--workers", type=int, help=f"run the {what} on N Ray workers of a local cluster started for the run "
+        "(each holds one model replica; 1 torch thread each)"
+    )  # fmt: skip
+    group.add_argument("--ray", metavar="ADDRESS", help="run on an existing Ray cluster (e.g. auto)")
+    group.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker (default 0)")
+
+
+def distributed_options(args: argparse.Namespace) -> dict:
+    """``run_units`` keywords from the parsed options, and the model spec every worker loads."""
+    workers, address = getattr(args, "workers", None), getattr(args, "ray", None)
+    if workers is None and address is None:
+        return {}
+    if workers is not None and workers < 1:
+        raise LayerscopeError(f"--workers must be at least 1, got {workers}")
+    spec = {"model": args.model, "device": args.device, "dtype": args.dtype}
+    return {"workers": workers, "address": address, "gpus_per_worker": args.gpus_per_worker, "model_spec": spec}

@@ -15,6 +15,7 @@ once, because running the other units would only repeat it.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -105,7 +106,8 @@ def run_units(
             todo.append(unit)
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(units), initial=len(units) - len(todo), desc=desc, unit="unit", disable=not progress)
+    show = progress and sys.stderr.isatty()  # no bar frames in logs
+    bar = tqdm(total=len(units), initial=len(units) - len(todo), desc=desc, unit="unit", disable=not show)
     try:
         if workers is None and address is None:
             local = model if not isinstance(model, dict) and not callable(model) else build_model(model)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["ARCHITECTURES", "tiny_config", "tiny_model", "tiny_tokenizer"]
+
 ARCHITECTURES = ("llama", "gpt2", "gpt_neox", "gemma3", "qwen2", "bert")
 
 _WORDS = [

@@ -27,6 +27,7 @@ def test_pair_grids_equal_single_sweeps_and_the_mean_is_by_hand():
     model = tiny("llama")
     table = pair_sweep(model, PAIRS, layers=[0, 2], progress=False)
     cells, mean = table[table["aggregate"] == "pair"], table[table["aggregate"] == "mean"]
+    assert set(mean["relation"]) == {""}  # the test pairs name no relation: one mean grid
     assert set(cells["pair"]) == {0, 1, 2} and (table["pairs_skipped"] == 1).all()  # pair 3 cannot be patched
     normalized = {}
     for i in (0, 1, 2):
@@ -85,3 +86,30 @@ def test_two_ray_workers_give_the_same_rows():
     a, b = (t.sort_values(keys, na_position="first").reset_index(drop=True) for t in (local, spread))
     np.testing.assert_allclose(a["value"].fillna(0), b["value"].fillna(0), atol=1e-6)
     np.testing.assert_allclose(a["normalized"], b["normalized"], atol=1e-6)
+
+
+def test_means_per_relation_and_over_all_pairs():
+    pairs = [dict(p, relation=r) for p, r in zip(PAIRS[:3], ["a", "a", "b"], strict=True)]
+    table = pair_sweep(tiny("llama"), pairs, layers=[1], progress=False)
+    cells, mean = table[table["aggregate"] == "pair"], table[table["aggregate"] == "mean"]
+    assert set(mean["relation"]) == {"a", "b", "all"}
+    for row in mean[mean["relation"] == "all"].itertuples():
+        mine = cells[(cells["layer"] == row.layer) & (cells["position_from_end"] == row.position_from_end)]
+        assert row.normalized == pytest.approx(mine["normalized"].mean()) and row.n == len(mine)
+
+
+def test_sweep_pairs_cli(capsys, tmp_path):
+    from tests.conftest import save_model_dir
+    from tests.helpers import run_cli
+
+    folder = save_model_dir("llama", tmp_path / "m")
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in PAIRS[:2]))
+    code, out, err = run_cli(capsys, "sweep", "--model", folder, "--pairs", str(path), "--layers", "0,3", "--json")
+    rows = json.loads(out)
+    assert code == 0 and {"model", "method", "aggregate", "pair", "normalized"} <= set(rows[0])
+    assert {r["aggregate"] for r in rows} == {"pair", "mean"}
+    code, _, err = run_cli(capsys, "sweep", "--model", folder, "--pairs", str(path), "--clean", "x")
+    assert code == 2 and "--pairs replaces" in err
+    code, _, err = run_cli(capsys, "sweep", "--model", folder, "--clean", "a b", "--corrupt", "a c")
+    assert code == 2 and "give --clean, --corrupt, --answer and --wrong" in err

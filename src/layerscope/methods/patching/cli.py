@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from layerscope.cli.common import add_batch_budget, emit, load_model, status
+from layerscope.cli.common import add_batch_budget, add_distributed, emit, load_model, status
 from layerscope.errors import LayerscopeError
 from layerscope.methods.patching.api import GROUPINGS, PATCH_SITES
 
@@ -18,6 +18,16 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         raise LayerscopeError(f"--out must end in .png, got {Path(args.out).name}")
     if args.method == "exact" and (args.steps or args.compare):
         raise LayerscopeError("--steps and --compare go with --method attribution")
+    single = [args.clean, args.corrupt, args.answer, args.wrong]
+    if args.pairs is not None:
+        if any(v is not None for v in single) or args.method != "exact":
+            raise LayerscopeError("--pairs replaces --clean/--corrupt/--answer/--wrong (and runs exact patching)")
+        _pairs(args)
+        return
+    if any(v is None for v in single):
+        raise LayerscopeError("give --clean, --corrupt, --answer and --wrong (one pair), or --pairs FILE (many)")
+    if args.workers is not None or args.ray is not None or args.resume:
+        raise LayerscopeError("--workers, --ray and --resume go with --pairs (one pair is one unit)")
     model = load_model(args)
     if args.method == "attribution":
         _attribution(model, args)
@@ -47,6 +57,32 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     readable = table.pivot(index="layer", columns="position", values="value").sort_index(ascending=False)
     tokens = table.drop_duplicates("position").sort_values("position")["token"].tolist()
     readable.columns = [f"{p}:{t}" for p, t in zip(readable.columns, tokens, strict=True)]
+    emit(table, args, readable.to_string(float_format=lambda v: f"{v:.2f}"))
+
+
+def _pairs(args: argparse.Namespace) -> None:
+    """``sweep --pairs FILE``: every pair's grid and the mean normalised grid, resumable, distributable."""
+    from layerscope.cli.common import distributed_options
+    from layerscope.methods.patching.pairs import load_pairs, pair_sweep
+    from layerscope.results.io import Checkpoint
+
+    pairs = load_pairs(None if args.pairs == "shipped" else args.pairs)
+    distributed = distributed_options(args)
+    model = load_model(args)
+    config = {"command": "sweep --pairs", "pairs": args.pairs, "model": model.name, "site": args.site,
+              "layers": args.layers, "n_pairs": len(pairs)}  # fmt: skip
+    checkpoint = Checkpoint(args.resume, config) if args.resume else None
+    table = pair_sweep(
+        model, pairs, site=args.site, layers=args.layers, batch_budget=args.batch_budget, checkpoint=checkpoint,
+        progress=not args.json, **distributed,
+    )  # fmt: skip
+    skipped = int(table["pairs_skipped"].iloc[0])
+    mean = table[(table["aggregate"] == "mean") & (table["relation"] == "all")]
+    status(
+        f"{len(pairs) - skipped} pairs patched ({skipped} skipped: the tokenizer splits them differently); "
+        "the mean grid is (value - corrupt) / (clean - corrupt) per pair, 0 = corrupt, 1 = clean"
+    )
+    readable = mean.pivot(index="layer", columns="position_from_end", values="normalized").sort_index(ascending=False)
     emit(table, args, readable.to_string(float_format=lambda v: f"{v:.2f}"))
 
 
@@ -97,10 +133,10 @@ def register(command) -> None:
         '              --corrupt "The Colosseum is located in the city of" --answer " Paris" --wrong " Rome" \\\n'
         "              --out patching.png",
     )
-    p.add_argument("--clean", required=True, help="the prompt whose states are patched in")
-    p.add_argument("--corrupt", required=True, help="the prompt that is run and patched (same number of tokens)")
-    p.add_argument("--answer", required=True, help="the clean answer token, e.g. ' Paris'")
-    p.add_argument("--wrong", required=True, help="the corrupt answer token, e.g. ' Rome'")
+    p.add_argument("--clean", help="the prompt whose states are patched in")
+    p.add_argument("--corrupt", help="the prompt that is run and patched (same number of tokens)")
+    p.add_argument("--answer", help="the clean answer token, e.g. ' Paris'")
+    p.add_argument("--wrong", help="the corrupt answer token, e.g. ' Rome'")
     p.add_argument("--site", default="resid_post", choices=PATCH_SITES, help="where to patch (default: resid_post)")
     p.add_argument("--layers", default="all", help="layers: all, N, A:B or A,B,C (default: all)")
     p.add_argument("--out", help="write the heatmap PNG here")
@@ -118,6 +154,14 @@ def register(command) -> None:
         help="also run the cells in the prompts' common first tokens (they are no-op patches; by default they "
         "take the corrupt run's value without a forward pass)",
     )
+    p.add_argument(
+        "--pairs",
+        metavar="FILE",
+        help="dataset-level patching: a JSON-lines file of {clean, corrupt, answer, wrong} pairs ('shipped': the "
+        "135 shipped pairs); prints the mean grid normalised by each pair's baselines, --json gives every cell",
+    )
+    p.add_argument("--resume", help="with --pairs: a JSON-lines checkpoint; finished pairs are not run again")
+    add_distributed(p, "pairs")
     p.add_argument(
         "--method",
         default="exact",

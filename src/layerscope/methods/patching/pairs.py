@@ -117,7 +117,8 @@ def pair_sweep(
         Per-pair rows (``aggregate = "pair"``: the cell's ``value``, ``normalized``, the pair's
         baselines) and the mean grid (``aggregate = "mean"``: ``normalized`` = the mean over the
         pairs with that (layer, position_from_end), ``ci_low`` / ``ci_high`` its 95% interval
-        (mean +- 1.96 standard errors), ``n`` the pairs), in one tidy table.
+        (mean +- 1.96 standard errors), ``n`` the pairs; per ``relation`` and over all pairs,
+        ``relation = "all"``), in one tidy table.
     """
     keep, skipped = usable(model, pairs)
     if not keep:
@@ -140,12 +141,17 @@ def pair_sweep(
 
 
 def _mean_grid(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per relation (its prompts share a template, so a position from the end has one role) and over
+    all pairs (``relation = "all"``)."""
+    everything = cells.assign(relation="all")
     rows = []
-    for (layer, offset), group in cells.groupby(["layer", "position_from_end"], sort=True):
+    both = pd.concat([cells, everything]) if cells["relation"].nunique() > 1 else cells
+    for (relation, layer, offset), group in both.groupby(["relation", "layer", "position_from_end"], sort=True):
         values = group["normalized"].dropna()
         n = len(values)
         mean = float(values.mean()) if n else math.nan
         half = 1.96 * float(values.std(ddof=1)) / math.sqrt(n) if n > 1 else math.nan
-        rows.append({"aggregate": "mean", "layer": layer, "position_from_end": offset, "normalized": mean,
+        rows.append({"aggregate": "mean", "relation": relation, "layer": layer, "position_from_end": offset,
+                     "normalized": mean,
                      "ci_low": mean - half, "ci_high": mean + half, "n": n})  # fmt: skip
     return pd.DataFrame(rows)
