@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from attribution import bench_attribution  # noqa: E402
 from capture import bench_capture  # noqa: E402
+from distributed import bench_distributed  # noqa: E402
 from memory import bench_memory  # noqa: E402
 from patching import ANSWER, PAIRS, WRONG, bench_patching  # noqa: E402
 from patchscope import bench_patchscope  # noqa: E402
@@ -33,7 +34,7 @@ from prompt_entropy import bench_prompt_entropy  # noqa: E402
 
 import layerscope as ls  # noqa: E402
 
-BENCHMARKS = ("capture", "patching", "attribution", "patchscope", "memory", "prompt_entropy")
+BENCHMARKS = ("capture", "patching", "attribution", "patchscope", "memory", "prompt_entropy", "distributed")
 
 
 def versions() -> dict[str, str]:
@@ -96,6 +97,8 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(bench_patchscope(model, rounds=args.rounds, log=log))
     if "memory" in only:
         rows += bench_memory(model, PAIRS, ANSWER, WRONG, log=log)
+    if "distributed" in only:
+        rows += bench_distributed(model, log=log)
     if "prompt_entropy" in only:
         rows.append(bench_prompt_entropy(model))
     table = pd.DataFrame(rows)
