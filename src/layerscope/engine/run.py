@@ -70,7 +70,32 @@ def run(
     grad: bool = False,
     _fallback: bool = True,
 ) -> RunResult:
-    """Run ``model`` once on a batch with interventions. See ``Model.run`` for the arguments.
+    """One forward pass of ``model`` (``Model.run``) with interventions.
+
+    Args:
+        prompts: a string, a list of strings, or a :class:`Batch`.
+        interventions: applied to every row.
+        variants: V lists of interventions: each prompt is repeated V times in one batch,
+            row ``p * V + v`` getting ``variants[v]``.
+        capture: sites to keep: ``"resid_post"`` (all layers), ``("resid_pre", "3:7")``, or a list.
+        capture_positions: keep only these positions (e.g. ``"last"``) to save memory.
+        start_layer, start_states: run blocks ``l..L-1`` from given ``resid_pre[l]`` states
+            ``[B or 1, T, D]``; lower blocks are skipped. ``start_layer`` may also be a list,
+            one start layer per row (sorted; variants of one unpadded prompt): each row joins
+            the batch at its own block (:mod:`layerscope.engine.stagger`), and ``start_states``
+            holds the rows that start above 0 (``[n, T, D]``) or one state per start layer
+            (``{layer: [1, T, D]}``).
+        loop: ``(a, b, n)``: blocks ``a..b-1`` run n times; states are keyed by iteration.
+        logits: ``"all"``, ``"last"`` (only the last position is unembedded: cheaper, but the
+            unembedding matmul then has another shape, so fp32 rounding differs by ~1e-6
+            relative between batch sizes) or None.
+        prefix, prefix_length: reuse the KV cache of ``prefix`` (a run with ``keep_cache=True``)
+            for the first ``prefix_length`` tokens; only the rest is computed.
+        keep_cache: return the KV cache (``result.past_key_values``).
+        grad: run with autograd: logits, captured states and the interventions' values carry
+            gradients (``result.grad(site, layer)`` after ``backward()``); default off.
+    Returns:
+        :class:`layerscope.engine.result.RunResult`.
 
     Where the self-check found that a shortcut does not hold for this model, the exact path is
     taken instead (``_fallback=False`` turns that off: the self-check tests the shortcuts): per-row

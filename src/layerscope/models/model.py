@@ -7,24 +7,17 @@ import threading
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
 from layerscope.engine.batch import Batch, tokenize
-from layerscope.engine.interventions import Intervention
-from layerscope.engine.positions import PositionSpec
-from layerscope.engine.result import RunResult
+from layerscope.engine.generate import generate as _engine_generate
+from layerscope.engine.run import run as _engine_run
 from layerscope.errors import InterventionError
 from layerscope.models.adapter import Adapter, _text_config
 from layerscope.models.checks import apply as apply_capabilities
 from layerscope.models.checks import capabilities
 from layerscope.models.loading import load_hf, parse_dtype, resolve
-
-if TYPE_CHECKING:  # the engine's run/generate modules import the model layer's checks
-    from layerscope.engine.generate import Generation
-    from layerscope.engine.run import CaptureSpec
-    from layerscope.engine.session import Loop
 
 
 @dataclass
@@ -183,85 +176,10 @@ class Model:
         """Left-padded batch of ``prompts`` on the model's device."""
         return tokenize(self.tokenizer, prompts, self.device)
 
-    def run(
-        self,
-        prompts: str | Sequence[str] | Batch,
-        *,
-        interventions: Sequence[Intervention] = (),
-        variants: Sequence[Sequence[Intervention]] | None = None,
-        capture: CaptureSpec | None = None,
-        capture_positions: PositionSpec | None = None,
-        start_layer: int | Sequence[int] = 0,
-        start_states: torch.Tensor | dict[int, torch.Tensor] | None = None,
-        loop: Loop | tuple[int, int, int] | None = None,
-        logits: str | None = "all",
-        prefix: RunResult | None = None,
-        prefix_length: int = 0,
-        keep_cache: bool = False,
-        grad: bool = False,
-    ) -> RunResult:
-        """One forward pass with interventions (see :func:`layerscope.engine.run.run`).
-
-        Args:
-            prompts: a string, a list of strings, or a :class:`Batch`.
-            interventions: applied to every row.
-            variants: V lists of interventions: each prompt is repeated V times in one batch,
-                row ``p * V + v`` getting ``variants[v]``.
-            capture: sites to keep: ``"resid_post"`` (all layers), ``("resid_pre", "3:7")``, or a list.
-            capture_positions: keep only these positions (e.g. ``"last"``) to save memory.
-            start_layer, start_states: run blocks ``l..L-1`` from given ``resid_pre[l]`` states
-                ``[B or 1, T, D]``; lower blocks are skipped. ``start_layer`` may also be a list,
-                one start layer per row (sorted; variants of one unpadded prompt): each row joins
-                the batch at its own block (:mod:`layerscope.engine.stagger`), and ``start_states``
-                holds the rows that start above 0 (``[n, T, D]``) or one state per start layer
-                (``{layer: [1, T, D]}``).
-            loop: ``(a, b, n)``: blocks ``a..b-1`` run n times; states are keyed by iteration.
-            logits: ``"all"``, ``"last"`` (only the last position is unembedded: cheaper, but the
-                unembedding matmul then has another shape, so fp32 rounding differs by ~1e-6
-                relative between batch sizes) or None.
-            prefix, prefix_length: reuse the KV cache of ``prefix`` (a run with ``keep_cache=True``)
-                for the first ``prefix_length`` tokens; only the rest is computed.
-            keep_cache: return the KV cache (``result.past_key_values``).
-            grad: run with autograd: logits, captured states and the interventions' values carry
-                gradients (``result.grad(site, layer)`` after ``backward()``); default off.
-        Returns:
-            :class:`layerscope.engine.result.RunResult`.
-        """
-        from layerscope.engine.run import run
-
-        return run(
-            self, prompts, interventions=interventions, variants=variants, capture=capture,
-            capture_positions=capture_positions, start_layer=start_layer, start_states=start_states, loop=loop,
-            logits=logits, prefix=prefix, prefix_length=prefix_length, keep_cache=keep_cache, grad=grad,
-        )  # fmt: skip
-
-    def generate(
-        self,
-        prompts: str | Sequence[str] | Batch,
-        *,
-        interventions: Sequence[Intervention] = (),
-        variants: Sequence[Sequence[Intervention]] | None = None,
-        max_new_tokens: int = 20,
-        mode: str = "prompt",
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        seed: int = 0,
-        loop: Loop | tuple[int, int, int] | None = None,
-        stop_at_eos: bool = True,
-        use_cache: bool | None = None,
-        keep_logits: bool = False,
-    ) -> Generation:
-        """Generate under interventions (see :func:`layerscope.engine.generate.generate`)."""
-        from layerscope.engine.generate import generate
-
-        return generate(
-            self, prompts, interventions=interventions, variants=variants, max_new_tokens=max_new_tokens, mode=mode,
-            do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, loop=loop,
-            stop_at_eos=stop_at_eos, use_cache=use_cache, keep_logits=keep_logits,
-        )  # fmt: skip
-
+    # The engine's own functions are the methods (one signature, one docstring: see
+    # layerscope.engine.run.run and layerscope.engine.generate.generate).
+    run = _engine_run
+    generate = _engine_generate
 
 def load(
     model: str | os.PathLike | None = None,
