@@ -14,10 +14,9 @@ once, because running the other units would only repeat it.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,12 +135,3 @@ def _record(results: dict, checkpoint, unit: Unit, rows: list[dict]) -> bool:
     if checkpoint is not None and not checkpoint.done(unit.key):
         checkpoint.add(unit.key, rows)
     return True
-
-
-def default_workers() -> int:
-    return max(1, (os.cpu_count() or 2))
-
-
-def split(items: Sequence, size: int) -> list[list]:
-    """``items`` in consecutive lists of ``size`` (the last may be shorter)."""
-    return [list(items[i : i + size]) for i in range(0, len(items), size)]

@@ -31,7 +31,9 @@ from pathlib import Path
 
 import torch
 
+from layerscope.engine.batch import from_ids
 from layerscope.errors import AdapterError
+from layerscope.models.adapter import _is_norm
 
 CACHE_ARGS = ("cache", "past_key_values", "state")
 
@@ -224,10 +226,6 @@ def _probe_structure(model, caps: Capabilities, ids: torch.Tensor) -> None:
         caps.head = {"names": names[:1], "scale": 1.0, "softcap": None}  # an encoder's final norm
 
 
-def _is_norm(module) -> bool:
-    return isinstance(module, torch.nn.LayerNorm) or "norm" in type(module).__name__.lower()
-
-
 def apply(model, caps: Capabilities) -> None:
     """Hand what the checks learned to the adapter: block structure, head, final norm."""
     from layerscope.models.head import Head
@@ -243,9 +241,9 @@ def apply(model, caps: Capabilities) -> None:
 
 
 def _check(caps: Capabilities, check: str, name: str, fn, what: str) -> bool:
+    detail = ""
     try:
         ok = bool(fn())
-        detail = "" if ok else ""
     except Exception as err:  # a shortcut that crashes is a shortcut the model does not support
         ok, detail = False, f" ({type(err).__name__}: {str(err)[:160]})"
     if not ok:
@@ -281,8 +279,6 @@ def _output(model, result) -> torch.Tensor:
 
 
 def _batch(model, ids: torch.Tensor):
-    from layerscope.engine.batch import from_ids
-
     rows = ids.tolist()
     return from_ids(model.tokenizer, rows, ["probe"] * len(rows), [None] * len(rows), model.device)
 
@@ -312,9 +308,6 @@ def _padding_mode(model, caps: Capabilities) -> str:
     for mode in ("position_ids", "model"):
         caps.padding = mode
         try:
-            batch = _batch(model, long)
-            from layerscope.engine.batch import from_ids
-
             batch = from_ids(model.tokenizer, [long[0].tolist(), short[0].tolist()], ["a", "b"], [None, None],
                              model.device)  # fmt: skip
             out = _run(model, batch, capture=("resid_post", -1), _fallback=False)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -45,7 +45,6 @@ class Head:
     names: list[str]
     scale: float = 1.0
     softcap: float | None = None
-    notes: list[str] = field(default_factory=list)
 
     def __call__(self, states: torch.Tensor, tokens: Sequence[int] | None = None) -> torch.Tensor:
         """``[..., D]`` states -> ``[..., V]`` logits (``[..., len(tokens)]`` with ``tokens``).
@@ -159,10 +158,6 @@ def fit_head(hf: nn.Module, names: list[str], last_out: torch.Tensor, logits: to
         head.scale, head.softcap = scale, cap
         with torch.no_grad():
             if _close(head(last_out).float(), y):
-                if scale != 1.0:
-                    head.notes.append(f"logits scaled by {scale:g} outside any module")
-                if cap is not None:
-                    head.notes.append(f"logits soft-capped at {cap:g}")
                 return head
     err = (Head(modules, names)(last_out).float() - y).abs().max().item()
     raise AdapterError(
