@@ -56,6 +56,8 @@ def read_texts(path: str) -> list[str]:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as error:
         raise LayerscopeError(f"cannot read {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise LayerscopeError(f"{path} is not UTF-8 text (byte {error.start}); give a UTF-8 text file") from None
     return [line.strip() for line in lines if line.strip()]
 
 
@@ -157,6 +159,21 @@ def add_action(actions, name: str, func, help_text: str, description: str) -> ar
             option.default = argparse.SUPPRESS
     parser.set_defaults(func=func)
     return parser
+
+
+def add_resume(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--resume FILE`` and ``--restart``, defined once for every resumable command (``what``: what is skipped)."""
+    parser.add_argument(
+        "--resume",
+        metavar="FILE",
+        help=f"checkpoint file (JSON lines): {what} on a rerun. A file that is not a layerscope checkpoint is "
+        "never touched; a checkpoint of another config is an error naming the differing keys",
+    )
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="with --resume: start the checkpoint over when its config differs (its rows are discarded)",
+    )
 
 
 def add_batch_budget(parser: argparse.ArgumentParser, note: str = "") -> None:

@@ -11,7 +11,8 @@ from layerscope.cli.common import add_common_options
 from layerscope.engine.chunking import parse_budget
 from layerscope.errors import LayerscopeError
 from layerscope.methods import METHODS, cli_module
-from layerscope.results.save import check_target
+from layerscope.results.io import check_resumable
+from layerscope.results.save import check_target, check_writable
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
         for option in ("save", "save_items"):  # a bad path or format fails before any model loads
             if getattr(args, option, None):
                 check_target(args.save if option == "save" else args.save_items)
+        if getattr(args, "out", None):
+            check_writable(args.out, "--out")
+        if getattr(args, "resume", None):
+            check_resumable(args.resume)  # a file that is not a checkpoint is refused, and left alone
         if getattr(args, "batch_budget", None) is not None:
             parse_budget(args.batch_budget)  # so does a bad --batch-budget
         args.func(args)

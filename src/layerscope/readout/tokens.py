@@ -8,7 +8,17 @@ import torch
 
 from layerscope.errors import LayerscopeError
 
-__all__ = ["single_token", "word_token_ids", "yes_no_ids", "yes_no_scorer"]
+__all__ = ["quoted", "single_token", "token_strings", "word_token_ids", "yes_no_ids", "yes_no_scorer"]
+
+
+def token_strings(tokenizer, ids) -> list[str]:
+    """Each id decoded on its own: ``' of'``, never the vocabulary's ``'Ġof'`` (what rows and sidecars hold)."""
+    return [tokenizer.decode([int(i)]) for i in ids]
+
+
+def quoted(text: str) -> str:
+    """A token as tables and axes show it: ``' of'``, ``'\\n'`` (quoted, so whitespace is never a blank cell)."""
+    return repr(text)
 
 
 def single_token(tokenizer, text: str, what: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from layerscope.cli.common import add_action, add_batch_budget, emit, load_model, options, status
+from layerscope.cli.common import add_action, add_batch_budget, add_resume, emit, load_model, options, status
 from layerscope.engine.interventions import resolve_layers
 from layerscope.errors import LayerscopeError
 
@@ -44,7 +44,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         "match": args.match,
         "batch_budget": args.batch_budget,
     }
-    checkpoint = Checkpoint(args.resume, config) if args.resume else None
+    checkpoint = Checkpoint(args.resume, config, restart=args.restart) if args.resume else None
     if checkpoint is not None and len(checkpoint):
         status(f"resuming from {args.resume}: {len(checkpoint)} item groups already done")
     status(
@@ -184,7 +184,7 @@ def register(command) -> None:
         help="report the layer from which accuracy >= (1 - tolerance) x clean (default: 0.1)",
     )
     s.add_argument("--out", help="write a PNG with one accuracy curve (and answer probability) per manipulation")
-    s.add_argument("--resume", metavar="FILE", help="checkpoint file: finished item groups are not redone")
+    add_resume(s, "finished item groups are not redone")
 
     w = action(
         "switch",

@@ -88,6 +88,7 @@ def eval_attributes(
     probe: bool = True,
     seed: int = 0,
     resume: str | None = None,
+    restart: bool = False,
     batch_budget: str | int | None = DEFAULT_BUDGET,
     progress: bool = False,
     on_relation: Callable[[str], None] | None = None,
@@ -101,6 +102,7 @@ def eval_attributes(
         source_layers, target_layers: layer specs (``"all"`` for the paper's full sweep; the
             default stride keeps a CPU run to minutes).
         resume: a JSON-lines checkpoint file: finished relations are not recomputed.
+        restart: start ``resume`` over when it was written with another config (else an error).
     Returns:
         ``{"items": one row per (relation, subject, l, l*) with text and correct,
         "pairs": accuracy per (relation, l, l*), "probe": probe accuracy per (relation, layer),
@@ -120,7 +122,7 @@ def eval_attributes(
         "folds": folds,
         "probe": probe,
     }
-    checkpoint = Checkpoint(resume, config)
+    checkpoint = Checkpoint(resume, config, restart=restart)
     for name in names:
         if checkpoint.done(name):
             continue

@@ -10,6 +10,7 @@ from pathlib import Path
 from layerscope.cli.common import (
     add_action,
     add_batch_budget,
+    add_resume,
     emit,
     load_model,
     options,
@@ -180,7 +181,17 @@ def _eval_attributes(args: argparse.Namespace) -> None:
         limit=limit,
         probe=not args.no_probe,
         on_relation=lambda name: status(f"relation {name} ..."),
-        **options(args, "source_layers", "target_layers", "max_new_tokens", "folds", "seed", "resume", "batch_budget"),
+        **options(
+            args,
+            "source_layers",
+            "target_layers",
+            "max_new_tokens",
+            "folds",
+            "seed",
+            "resume",
+            "restart",
+            "batch_budget",
+        ),
     )
     status(f"attribute extraction done in {time.perf_counter() - start:.1f}s")
     pairs, probe, summary = result["pairs"], result["probe"], result["summary"]
@@ -205,7 +216,7 @@ def _eval_describe(args: argparse.Namespace) -> None:
     result = eval_describe(
         model,
         limit=limit,
-        **options(args, "layers", "max_new_tokens", "seed", "resume", "batch_budget"),
+        **options(args, "layers", "max_new_tokens", "seed", "resume", "restart", "batch_budget"),
     )
     status(f"entity description done in {time.perf_counter() - start:.1f}s")
     per_layer = result["layers"]
@@ -311,7 +322,7 @@ def register(command) -> None:
     q.add_argument("--folds", type=int, default=3, help="probe cross-validation folds (default: 3)")
     q.add_argument("--no-probe", action="store_true", help="skip the probe baseline")
     q.add_argument("--seed", type=int, default=0, help="subject sampling / fold seed (default: 0)")
-    q.add_argument("--resume", help="checkpoint file (JSON lines): finished relations are skipped on a rerun")
+    add_resume(q, "finished relations are skipped")
     q.add_argument("--out", help="write a PNG heatmap of accuracy per (l, l*) (mean over relations) here")
     q.add_argument("--save-items", metavar="FILE", help="write every generated item here (.csv, .json or .parquet)")
     add_batch_budget(q)
@@ -330,7 +341,7 @@ def register(command) -> None:
     q.add_argument("--layers", default="::3", help="layers (default: every 3rd, '::3')")
     q.add_argument("--max-new-tokens", type=int, default=30, help="tokens generated (default: 30; paper: 50)")
     q.add_argument("--seed", type=int, default=0, help="entity sampling seed (default: 0)")
-    q.add_argument("--resume", help="checkpoint file (JSON lines): finished entities are skipped on a rerun")
+    add_resume(q, "finished entities are skipped")
     q.add_argument("--out", help="write a PNG of ROUGE-L vs layer here")
     q.add_argument(
         "--save-items", metavar="FILE", help="write every generated description here (.csv, .json or .parquet)"
