@@ -8,7 +8,7 @@ import torch
 
 from layerscope.errors import LayerscopeError
 
-__all__ = ["quoted", "single_token", "token_strings", "word_token_ids", "yes_no_ids", "yes_no_scorer"]
+__all__ = ["answer_token", "quoted", "single_token", "token_strings", "word_token_ids", "yes_no_ids", "yes_no_scorer"]
 
 
 def token_strings(tokenizer, ids) -> list[str]:
@@ -38,6 +38,25 @@ def single_token(tokenizer, text: str, what: str) -> int:
             f"tokens: choose a word that is one token{hint}"
         )
     return int(ids[0])
+
+
+def answer_token(tokenizer, text: str, what: str, prompt: str) -> int:
+    """The one-token id of ``text`` as the next token after ``prompt``, refusing a likely slip.
+
+    After a prompt that ends in a word, the next word comes with its leading space (``' Paris'``);
+    ``'Paris'`` is then another token, one the model hardly ever predicts there, and a metric on it
+    measures nothing the user meant. Refused (with the fix) when the spaced form is one token.
+    """
+    token = single_token(tokenizer, text, what)
+    if text[:1].isspace() or not prompt or prompt[-1:].isspace():
+        return token
+    spaced = tokenizer(" " + text, add_special_tokens=False)["input_ids"]
+    if len(spaced) == 1 and spaced[0] != token:
+        raise LayerscopeError(
+            f"{what} {text!r} has no leading space, but after {prompt[-20:]!r} the next word is {' ' + text!r} "
+            f"(another token, also one token): give {' ' + text!r}"
+        )
+    return token
 
 
 def word_token_ids(tokenizer, word: str) -> list[int]:

@@ -44,7 +44,7 @@ from layerscope.engine.interventions import Intervention, LayerSpec, patch, reso
 from layerscope.engine.positions import PositionSpec
 from layerscope.engine.sweep import clean_run, sweep_layers
 from layerscope.errors import LayerscopeError
-from layerscope.readout.tokens import single_token
+from layerscope.readout.tokens import answer_token, single_token, token_strings
 from layerscope.results.contract import tidy
 
 PATCH_SITES = ("resid_post", "resid_pre", "attn_out", "mlp_out")
@@ -207,8 +207,13 @@ def activation_patching(
         raise LayerscopeError("activation patching needs a causal LM (the metric is a next-token logit difference)")
     if site not in model.available_sites:
         raise LayerscopeError(f"site {site!r} is not available for this model (found: {sorted(model.available_sites)})")
-    answer_id = single_token(model.tokenizer, answer, "answer")
-    wrong_id = single_token(model.tokenizer, wrong, "wrong")
+    answer_id = answer_token(model.tokenizer, answer, "answer", corrupt)
+    wrong_id = answer_token(model.tokenizer, wrong, "wrong", corrupt)
+    if answer_id == wrong_id:
+        raise LayerscopeError(
+            f"answer {answer!r} and wrong {wrong!r} are the same token: logit(answer) - logit(wrong) is 0 at "
+            "every cell; give the corrupt prompt's own answer as wrong"
+        )
     source, target = model.tokenize(clean), model.tokenize(corrupt)
     if source.length != target.length:
         raise LayerscopeError(
@@ -301,7 +306,7 @@ def activation_patching(
     finally:
         bar.close()
 
-    tokens = target.prompts[0].tokens
+    tokens = token_strings(model.tokenizer, target.input_ids[0].tolist())  # ' of', not 'Ġof'
     rows = [
         {"layer": l, "position": p, "token": tokens[p], "value": results[(l, p)], "skipped": p < shared}
         for l in layer_list

@@ -8,6 +8,7 @@ from pathlib import Path
 from layerscope.cli.common import add_batch_budget, emit, load_model, status
 from layerscope.errors import LayerscopeError
 from layerscope.methods.patching.api import GROUPINGS, PATCH_SITES
+from layerscope.readout.tokens import quoted
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -41,7 +42,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         status(f"wrote {patching_heatmap(table, args.out, title=title)}")
     readable = table.pivot(index="layer", columns="position", values="value").sort_index(ascending=False)
     tokens = table.drop_duplicates("position").sort_values("position")["token"].tolist()
-    readable.columns = [f"{p}:{t}" for p, t in zip(readable.columns, tokens, strict=True)]
+    readable.columns = [f"{p}:{quoted(t)}" for p, t in zip(readable.columns, tokens, strict=True)]
     emit(table, args, readable.to_string(float_format=lambda v: f"{v:.2f}"))
 
 

@@ -57,8 +57,10 @@ def attribute_probe(
     keep = np.asarray([label in frequent for label in labels])
     rows = []
     if keep.sum() == 0 or len(frequent) < 2:
+        # no object seen often enough to learn (or one class only): the probe has no score, and a 0.0
+        # here would read as a measured failure (and hand every comparison to the Patchscope)
         for l in layers:
-            rows.append({"layer": l, "probe_accuracy": 0.0, "n": len(items), "learnable": int(keep.sum())})
+            rows.append({"layer": l, "probe_accuracy": float("nan"), "n": len(items), "learnable": int(keep.sum())})
         return pd.DataFrame(rows)
     sources = [Source(row["source"], row["subject"]) for row in items]
     states, _ = capture_sources(model, sources, list(layers), batch_budget=batch_budget)  # [S, N, D]
@@ -188,17 +190,28 @@ def _summary(pairs: pd.DataFrame, probe: pd.DataFrame) -> pd.DataFrame:
             "patchscope_best": float(best["accuracy"]),
             "best_pair": f"({int(best['source_layer'])}, {int(best['target_layer'])})",
             "patchscope_mean_l": float(by_source.mean()),
-            "n": int(best["n"]),
+            "patchscope_n": int(best["n"]),
         }
         if len(probe):
             p = probe[probe["relation"] == name]
-            top = p.loc[p["probe_accuracy"].idxmax()]
+            scored = p.dropna(subset=["probe_accuracy"])
+            top = scored.loc[scored["probe_accuracy"].idxmax()] if len(scored) else p.iloc[0]
             row.update(
                 probe_best=float(top["probe_accuracy"]),
-                probe_layer=int(top["layer"]),
+                probe_layer=int(top["layer"]) if len(scored) else None,
                 probe_n=int(top["n"]),
                 probe_learnable=int(top["learnable"]),
             )
-            row["winner"] = "patchscope" if row["patchscope_best"] > row["probe_best"] else "probe"
+            row["winner"] = _winner(row["patchscope_best"], row["probe_best"] if len(scored) else None)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _winner(patchscope: float, probe: float | None) -> str:
+    """``"patchscope"``, ``"probe"``, ``"tie"``, or ``"none"`` where the probe cannot score (no object
+    seen in enough training folds to learn it): a comparison with it would say nothing."""
+    if probe is None:
+        return "none"
+    if patchscope == probe:
+        return "tie"
+    return "patchscope" if patchscope > probe else "probe"

@@ -109,9 +109,12 @@ def _eval_next_token(args: argparse.Namespace) -> None:
     if not methods:
         raise LayerscopeError("--methods is empty: use patchscope,logit-lens,tuned-lens")
     positions = "all" if args.positions == "all" else _positive_int(args.positions, "--positions")
-    texts = read_texts(args.texts) if args.texts else None
-    if texts is not None and args.limit:
-        texts = texts[: args.limit]
+    from layerscope.datasets import corpus_split
+
+    # --limit applies to the default texts too (the held-out corpus lines), not only to --texts
+    texts = read_texts(args.texts) if args.texts else corpus_split()[1]
+    if args.limit is not None:
+        texts = texts[: _positive_int(str(args.limit), "--limit")]
     model = load_model(args)
     lens = None
     if "tuned_lens" in methods:
@@ -292,7 +295,7 @@ def register(command) -> None:
         "example:  layerscope eval next-token --positions 6 --out next_token.png",
     )
     q.add_argument("--texts", help="a text file, one passage per line (default: held-out shipped corpus lines)")
-    q.add_argument("--limit", type=int, help="use only the first N lines of --texts")
+    q.add_argument("--limit", type=int, help="use only the first N texts (of --texts, or of the default lines)")
     q.add_argument("--methods", default="patchscope,logit-lens,tuned-lens", help="comma-separated (default: all three)")
     q.add_argument("--positions", default="6", help="'all' or N positions per line (seeded sample; default: 6)")
     q.add_argument("--layers", default="all", help="source layers (default: all)")
