@@ -112,3 +112,11 @@ def test_common_options_count_before_or_after_a_sub_action(argv):
 
     args = build_parser().parse_args(argv)
     assert args.model == "m" and args.json is True
+
+
+def test_version_and_a_dash_value_reaching_its_check(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("layerscope ")
+    code, out, err = run_cli(capsys, "attend", "sweep", "--task", "copy", "--batch-budget", "-5MB")
+    assert code == 2 and "memory budget '-5MB'" in err and "expected one argument" not in err

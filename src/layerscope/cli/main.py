@@ -63,9 +63,8 @@ def value_options(parser: argparse.ArgumentParser) -> tuple[set[str], set[str]]:
     takes, every = set(), set()
     for action in parser._actions:
         every |= set(action.option_strings)
-        if action.option_strings and action.nargs is None and action.const is None and action.type is not bool:
-            if not isinstance(action, argparse._StoreConstAction | argparse._VersionAction | argparse._HelpAction):
-                takes |= set(action.option_strings)
+        if action.option_strings and isinstance(action, argparse._StoreAction) and action.nargs is None:
+            takes |= set(action.option_strings)
         if isinstance(action, argparse._SubParsersAction):
             for child in action.choices.values():
                 t, e = value_options(child)
