@@ -120,3 +120,20 @@ def test_version_and_a_dash_value_reaching_its_check(capsys):
     assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("layerscope ")
     code, out, err = run_cli(capsys, "attend", "sweep", "--task", "copy", "--batch-budget", "-5MB")
     assert code == 2 and "memory budget '-5MB'" in err and "expected one argument" not in err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["models"], ["--version"], ["sweep", "--help"], ["loop", "verify", "-h"]])
+def test_help_and_models_import_no_heavy_library(argv):
+    """--help and `models` answer in well under a second: they import neither torch, transformers, pandas
+    nor matplotlib (checked in a fresh interpreter: what a user's shell pays)."""
+    import subprocess
+    import sys
+
+    heavy = ("torch", "transformers", "pandas", "matplotlib", "sklearn")
+    code = (
+        f"import sys\nfrom layerscope.cli.main import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    env = {**__import__("os").environ, "PYTHONPATH": __import__("os").pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -5,16 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
-import torch
-from tqdm.auto import tqdm
-
 from layerscope.cli.common import emit, load_model, read_texts, status
-from layerscope.engine.interventions import resolve_layers
 from layerscope.errors import LayerscopeError
-from layerscope.readout.tokens import token_strings
-from layerscope.results.save import check_writable
-from layerscope.results.states import write_states
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -33,17 +25,42 @@ def cmd_models(args: argparse.Namespace) -> None:
         }
         for m in BUILTIN_MODELS.values()
     ]
+    shown = ["name", "default", "installed", "kind", "hf_name", "description"]
+    if not args.json and not args.save:  # the common look-up: answered without importing pandas
+        print(plain_table([{k: r[k] for k in shown} for r in rows]))
+        return
+    import pandas as pd
+
     table = pd.DataFrame(rows)
-    emit(table, args, table[["name", "default", "installed", "kind", "hf_name", "description"]])
+    emit(table, args, table[shown])
+
+
+def plain_table(rows: list[dict]) -> str:
+    """Rows as left-aligned text columns (what ``DataFrame.to_string(index=False)`` shows, for a few rows)."""
+    columns = list(rows[0])
+    cells = [[str(c) for c in columns], *[[str(r[c]) for c in columns] for r in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in cells)
 
 
 def cmd_info(args: argparse.Namespace) -> None:
+    import pandas as pd
+
     info = load_model(args).info()
     table = pd.DataFrame([vars(info)])
     emit(table, args, "\n".join(f"{k:>13}: {v}" for k, v in vars(info).items()))
 
 
 def cmd_capture(args: argparse.Namespace) -> None:
+    import pandas as pd
+    import torch
+    from tqdm.auto import tqdm
+
+    from layerscope.engine.interventions import resolve_layers
+    from layerscope.readout.tokens import token_strings
+    from layerscope.results.save import check_writable
+    from layerscope.results.states import write_states
+
     texts = list(args.text)
     if args.texts:
         texts += read_texts(args.texts)

@@ -11,11 +11,12 @@ import json
 import sys
 import time
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from layerscope.errors import LayerscopeError
-from layerscope.results.io import table_records
+
+if TYPE_CHECKING:  # pandas is imported when rows are output, not for --help
+    import pandas as pd
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +88,8 @@ def emit(table: pd.DataFrame, args: argparse.Namespace, readable: pd.DataFrame |
     The one output path of every command: rows get ``model`` and ``method`` here when the method
     did not name them (the results contract), so ``--json`` and ``--save`` always carry them.
     """
+    from layerscope.results.io import table_records
+
     table = contract_rows(table, args)
     if getattr(args, "save", None):
         save(table, args)

@@ -12,10 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
-
 from layerscope.cli.common import emit, load_model, status
-from layerscope.results.report import Report
 
 
 def sections() -> list[tuple[str, Callable]]:
@@ -26,6 +23,10 @@ def sections() -> list[tuple[str, Callable]]:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from layerscope.results.report import Report
+
     out_dir = Path(args.out_dir)
     model = load_model(args)
     report = Report(f"layerscope demo: {model.name}")

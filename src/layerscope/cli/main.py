@@ -8,11 +8,8 @@ import sys
 
 from layerscope.cli import basic, demo, rerun
 from layerscope.cli.common import add_common_options
-from layerscope.engine.chunking import parse_budget
 from layerscope.errors import LayerscopeError
 from layerscope.methods import METHODS, cli_module
-from layerscope.results.io import check_resumable
-from layerscope.results.save import check_target, check_writable
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run parsed ``args``: ``--save`` is checked first, errors of ours exit 2 with one line."""
+    from layerscope.engine.chunking import parse_budget
+    from layerscope.results.io import check_resumable
+    from layerscope.results.save import check_target, check_writable
+
     try:
         for option in ("save", "save_items"):  # a bad path or format fails before any model loads
             if getattr(args, option, None):

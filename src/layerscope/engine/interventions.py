@@ -17,12 +17,12 @@ from typing import ClassVar
 
 import torch
 
+from layerscope.engine.layers import LayerSpec, is_int, resolve_layers  # noqa: F401 (re-exported: its old home)
 from layerscope.engine.positions import PositionSpec
 from layerscope.engine.shapes import Hidden, Index, Mask, Selected, Vector
 from layerscope.errors import InterventionError, SiteError
 
 SITES = ("resid_pre", "resid_post", "attn_out", "mlp_out")
-LayerSpec = int | slice | range | Sequence[int] | str
 
 
 class Op:
@@ -286,101 +286,11 @@ class Intervention:
     def __post_init__(self):
         if not isinstance(self.site, str) or self.site not in SITES:
             raise SiteError(f"unknown site {self.site!r}: use one of {', '.join(SITES)}")
-        if self.loop is not None and (not _is_int(self.loop) or self.loop < 0):
+        if self.loop is not None and (not is_int(self.loop) or self.loop < 0):
             raise InterventionError(f"loop (the iteration of a looped block) must be an int >= 0, got {self.loop!r}")
 
     def on_rows(self, rows: Sequence[int]) -> Intervention:
         return Intervention(self.site, self.layers, self.positions, self.op, tuple(rows), self.loop)
-
-
-def resolve_layers(spec: LayerSpec, n_layers: int, *, sorted_unique: bool = False) -> list[int]:
-    """Resolve a layer spec to indices ``0..n_layers-1``; errors name the valid range.
-
-    The one layer parser of layerscope (every method and CLI option reads layers through it).
-    ``sorted_unique``: ascending and without repeats (the k values of a sweep), else as given.
-    """
-    layers = _resolve_layers(spec, n_layers)
-    return sorted(set(layers)) if sorted_unique else layers
-
-
-def _resolve_layers(spec: LayerSpec, n_layers: int) -> list[int]:
-    valid = f"valid layers are 0..{n_layers - 1} (or -{n_layers}..-1 from the end)"
-    if isinstance(spec, str):
-        text = spec.strip()
-        if text == "all":
-            return list(range(n_layers))
-        try:
-            parts = [int(t) if t.strip() else None for t in text.split(":")] if ":" in text else None
-            numbers = [int(t) for t in text.split(",")] if parts is None else []
-            if parts is not None and len(parts) > 3:
-                raise ValueError(text)
-        except ValueError:
-            raise SiteError(
-                f"cannot read layers {spec!r}: use 'all', an int, 'a:b', 'a:b:step' or 'a,b,c'; {valid}"
-            ) from None
-        if parts is not None:
-            return _slice_layers(slice(*parts), n_layers, spec)
-        return [_check_layer(i, n_layers) for i in numbers]
-    if isinstance(spec, slice):
-        return _slice_layers(spec, n_layers, spec)
-    if isinstance(spec, range):
-        if not spec:
-            raise SiteError(f"layers {spec!r} select no layer; {valid}")
-        return [_check_layer(i, n_layers) for i in spec]
-    if _is_int(spec):
-        return [_check_layer(spec, n_layers)]
-    if isinstance(spec, Sequence) and not isinstance(spec, str):
-        if len(spec) == 0:
-            raise SiteError(f"the layer list is empty: give at least one layer; {valid}")
-        return [_check_layer(i, n_layers) for i in spec]
-    raise SiteError(f"cannot read layers {spec!r}: use an int, a slice, a list of ints, 'all', 'a:b' or 'a,b,c'")
-
-
-def _is_int(value) -> bool:
-    """An int (numpy and torch integer scalars too), never a bool or a float."""
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, (int, *_np_integer())):
-        return True
-    return isinstance(value, torch.Tensor) and value.dim() == 0 and not value.dtype.is_floating_point
-
-
-def _np_integer() -> tuple[type, ...]:
-    try:
-        import numpy as np
-    except ImportError:
-        return ()
-    return (np.integer,)
-
-
-def _slice_layers(spec: slice, n_layers: int, shown) -> list[int]:
-    """A layer slice, its bounds checked like single layers: ``25:40`` of 30 layers is an error
-    (as ``30`` is), not silently ``25:30``; ``a:`` and ``:b`` stay open-ended."""
-    valid = f"valid layers are 0..{n_layers - 1} (or -{n_layers}..-1 from the end)"
-    for name, bound in (("start", spec.start), ("stop", spec.stop), ("step", spec.step)):
-        if bound is not None and not _is_int(bound):
-            raise SiteError(f"the layer {name} in {shown!r} must be an int, got {bound!r}")
-    if spec.step is not None and spec.step < 1:
-        raise SiteError(f"the layer step in {shown!r} must be >= 1")
-    for name, bound in (("start", spec.start), ("stop", spec.stop)):
-        if bound is not None and not -n_layers <= bound <= n_layers:
-            raise SiteError(f"the layer {name} in {shown!r} is beyond the model: it has {n_layers} layers; {valid}")
-    layers = list(range(n_layers))[spec]
-    if not layers:
-        raise SiteError(f"layers {shown!r} select no layer; {valid}")
-    return layers
-
-
-def _check_layer(layer: int, n_layers: int) -> int:
-    if not _is_int(layer):
-        raise SiteError(f"layer must be an int, got {layer!r}")
-    layer = int(layer)
-    if not -n_layers <= layer < n_layers:
-        raise SiteError(
-            f"layer {layer} does not exist: the model has {n_layers} layers; valid layers are "
-            f"0..{n_layers - 1} (or -{n_layers}..-1 from the end)"
-        )
-    return layer % n_layers
 
 
 # ---- public constructors -------------------------------------------------------------------
@@ -450,14 +360,14 @@ def shuffle(site: str, layer: LayerSpec, positions: PositionSpec = "previous", s
 
 def freeze(layer: int, positions: PositionSpec = "previous") -> Intervention:
     """Feed the states entering block ``layer`` unchanged to every later block (at ``positions``)."""
-    if not _is_int(layer):
+    if not is_int(layer):
         raise SiteError(f"freeze needs one int layer, got {layer!r}")
     return Intervention("resid_pre", layer, positions, FreezeOp())
 
 
 def skip_attention(from_layer: int, positions: PositionSpec = "all") -> Intervention:
     """Drop the attention sub-block (its output is zero) in blocks ``from_layer..L-1``."""
-    if not _is_int(from_layer):
+    if not is_int(from_layer):
         raise SiteError(f"skip_attention needs an int layer, got {from_layer!r}")
     return Intervention("attn_out", f"{from_layer}:", positions, ZeroOp())
 

@@ -89,13 +89,14 @@ class RunResult:
     def _check_key(self, site, layer, iteration) -> tuple[int, int]:
         """Refuse a key that cannot name a capture (a string layer, a negative one the result cannot
         place) with the reason, instead of a false "was not captured"."""
-        from layerscope.engine.interventions import SITES, _is_int
+        from layerscope.engine.interventions import SITES
+        from layerscope.engine.layers import is_int
 
         if not isinstance(site, str) or site not in SITES:
             raise SiteError(f"unknown site {site!r}: use one of {', '.join(SITES)}")
-        if not _is_int(layer):
+        if not is_int(layer):
             raise SiteError(f"layer must be an int, got {layer!r}" + (" (a string)" if isinstance(layer, str) else ""))
-        if not _is_int(iteration) or iteration < 0:
+        if not is_int(iteration) or iteration < 0:
             raise SiteError(f"iteration must be an int >= 0, got {iteration!r}")
         layer = int(layer)
         if layer < 0:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import torch
+from typing import TYPE_CHECKING
 
 from layerscope.errors import LayerscopeError
+
+if TYPE_CHECKING:  # torch is imported where a scorer runs, not for the CLI's token helpers
+    import torch
 
 __all__ = ["answer_token", "quoted", "single_token", "token_strings", "word_token_ids", "yes_no_ids", "yes_no_scorer"]
 
@@ -83,6 +85,8 @@ def yes_no_ids(tokenizer) -> tuple[list[int], list[int]]:
 def yes_no_scorer(tokenizer) -> Callable[[torch.Tensor], torch.Tensor]:
     """``last_logits [B, V] -> [B, 2]``: probability mass of the Yes tokens and of the No tokens."""
     yes, no = yes_no_ids(tokenizer)
+
+    import torch
 
     def score(logits: torch.Tensor) -> torch.Tensor:
         probs = logits.float().softmax(-1)

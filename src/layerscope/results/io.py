@@ -15,10 +15,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from layerscope.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _UMASK_LOCK = threading.Lock()
 STALE_LEGACY_S = 3600  # temp files of versions before the PID in the name: removed once this old

@@ -15,12 +15,13 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from layerscope.errors import ConfigError
 from layerscope.results.io import save_table, write_json
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FORMATS = (".parquet", ".csv", ".json")
 CONFIG_SUFFIX = ".config.json"

@@ -6,7 +6,6 @@ import argparse
 import time
 
 from layerscope.cli.common import add_action, add_batch_budget, add_resume, emit, load_model, options, status
-from layerscope.engine.interventions import resolve_layers
 from layerscope.errors import LayerscopeError
 
 SWEEP_COLUMNS = ["layer", "manipulation", "accuracy", "answer_prob", "n", "task", "clean_accuracy"]
@@ -31,6 +30,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     parse_budget(args.batch_budget)
     items = attend.task_items(args.task, limit=args.limit, seed=args.seed)
     model = load_model(args)
+    from layerscope.engine.interventions import resolve_layers
+
     layers = resolve_layers(args.layers, model.n_layers, sorted_unique=True)
     config = {
         "model": model.name,

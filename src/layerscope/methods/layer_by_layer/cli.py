@@ -169,7 +169,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
 
 
 def _add_batching(p: argparse.ArgumentParser) -> None:
-    from layerscope.methods.layer_by_layer import DEFAULT_BATCH_SIZE
+    from layerscope.methods.layer_by_layer.defaults import DEFAULT_BATCH_SIZE
 
     add_batch_budget(p, "chunks are as large as fit, longest prompts first")
     p.add_argument(

@@ -44,11 +44,9 @@ from layerscope.engine.interventions import Intervention, LayerSpec, patch, reso
 from layerscope.engine.positions import PositionSpec
 from layerscope.engine.sweep import clean_run, sweep_layers
 from layerscope.errors import LayerscopeError
+from layerscope.methods.patching.names import GROUPINGS, PATCH_SITES
 from layerscope.readout.tokens import answer_token, single_token, token_strings
 from layerscope.results.contract import tidy
-
-PATCH_SITES = ("resid_post", "resid_pre", "attn_out", "mlp_out")
-GROUPINGS = ("auto", "position", "layer", "none")
 
 #: the fixed cost of one forward call per block, in units of "one token through one block":
 #: a call reads every weight once, which on a CPU costs about as much as computing a few dozen

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from layerscope.cli.common import add_batch_budget, emit, load_model, status
 from layerscope.errors import LayerscopeError
-from layerscope.methods.patching.api import GROUPINGS, PATCH_SITES
+from layerscope.methods.patching.names import GROUPINGS, PATCH_SITES
 from layerscope.readout.tokens import quoted
 
 

@@ -19,7 +19,6 @@ from layerscope.cli.common import (
     status,
 )
 from layerscope.errors import LayerscopeError
-from layerscope.results.report import shorten
 
 TARGET_PRESETS = ("identity", "describe")
 
@@ -69,6 +68,8 @@ def cmd_patchscope(args: argparse.Namespace) -> None:
         progress=not args.json,
     )
     status(f"{len(table)} patched runs in {time.perf_counter() - start:.1f}s")
+    from layerscope.results.report import shorten
+
     readable = table.assign(
         top_token=[shorten(t, 14) for t in table["top_token"]], text=[shorten(t) for t in table["text"]]
     )
