@@ -137,3 +137,14 @@ def test_help_and_models_import_no_heavy_library(argv):
     env = {**__import__("os").environ, "PYTHONPATH": __import__("os").pathsep.join(sys.path)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_bad_texts_file_and_missing_device_are_one_line_errors(capsys, model_dir, tmp_path):
+    binary = tmp_path / "texts.bin"
+    binary.write_bytes(b"\xff\xfe\x00 not utf-8 \x80\n")
+    for texts, message in ((binary, "not UTF-8"), (tmp_path / "missing.txt", "cannot read")):
+        code, out, err = run_cli(capsys, "capture", "--texts", str(texts), "--out", str(tmp_path / "s.safetensors"))
+        assert code == 2 and message in err and "Traceback" not in err
+    if not torch.cuda.is_available():
+        code, _, err = run_cli(capsys, "info", "--model", model_dir, "--device", "cuda")
+        assert code == 2 and "no CUDA device" in err

@@ -62,9 +62,21 @@ def read_texts(path: str) -> list[str]:
     return [line.strip() for line in lines if line.strip()]
 
 
+def check_device(device: str) -> None:
+    """``--device cuda`` / ``mps`` where there is none: one line before anything loads."""
+    import torch
+
+    kind = str(device).split(":")[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise LayerscopeError(f"--device {device}: this machine has no CUDA device (torch sees none); use --device cpu")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise LayerscopeError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+
+
 def load_model(args: argparse.Namespace):
     from layerscope.models.model import load
 
+    check_device(args.device)
     start = time.perf_counter()
     model = load(args.model, device=args.device, dtype=args.dtype, progress=not args.json)
     status(
