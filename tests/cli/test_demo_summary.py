@@ -48,3 +48,12 @@ def test_report_tables_scroll_instead_of_widening_the_page(tmp_path):
     report = Report("t")
     report.table(pd.DataFrame({f"column {i}": [1.0] for i in range(40)}))
     assert '<div class="table">' in report.write(tmp_path / "r.html").read_text()
+
+
+def test_report_tables_quote_tokens(tmp_path):
+    import pandas as pd
+
+    report = Report("t")
+    report.table(pd.DataFrame({"layer": [0, 1], "top_token": [" ", " of"]}))
+    html = report.write(tmp_path / "r.html").read_text()
+    assert "<td>' '</td>" in html and "<td>' of'</td>" in html

@@ -42,7 +42,10 @@ class Report:
 
     def table(self, table: pd.DataFrame, max_rows: int = 60) -> None:
         # in a scrolling box, so that a wide table never pushes the page wider than the screen
-        shown = table.head(max_rows).to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="")
+        shown = table.head(max_rows).copy()
+        for column in [c for c in shown.columns if "token" in str(c)]:  # ' of', never a blank cell
+            shown[column] = [repr(t) if isinstance(t, str) else t for t in shown[column].tolist()]
+        shown = shown.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="")
         self.parts.append(f'<div class="table">{shown}</div>')
 
     def write(self, path: str | os.PathLike) -> Path:
