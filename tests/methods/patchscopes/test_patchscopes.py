@@ -584,3 +584,14 @@ def test_cli_next_token_limit_applies_to_the_default_texts(capsys, model_dir):
     code, out, _ = run_cli(capsys, *argv, "--limit", "2")
     rows = json.loads(out)
     assert code == 0 and {r["n"] for r in rows} == {4}  # 2 texts x 2 positions, not the whole held-out split
+
+
+def test_readme_capital_example_works_on_the_default_model(default_model, capsys):
+    """The README's example shows the method working: each country's state reads as its capital."""
+    target = "Japan: Tokyo; Britain: London; Russia: Moscow; x:"
+    for country, capital in (("Italy", " Rome"), ("France", " Paris"), ("Germany", " Berlin")):
+        argv = ["patchscope", "--source", f"I visited {country} last year.", "--position", country]
+        code, out, _ = run_cli(
+            capsys, *argv, "--target", target, "--source-layers", "2,4,8", "--max-new-tokens", "1", "--json"
+        )
+        assert code == 0 and {r["top_token"] for r in json.loads(out)} == {capital}, country
