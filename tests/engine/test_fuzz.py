@@ -226,3 +226,4 @@ def test_an_iteration_that_never_runs_is_refused(model):
     with pytest.raises(LayerscopeError, match="never runs"):
         model.run(PROMPT, interventions=[later], loop=(1, 3, 2), logits="last")  # iterations 0 and 1 only
     model.run(PROMPT, interventions=[later], loop=(1, 3, 3), logits="last")  # iteration 2 runs
+
