@@ -7,28 +7,29 @@
 >>> ls.lens.logit_lens(model, "The capital of France is")  # every method: ls.<method> (imported on first use)
 """
 
-import importlib
-
-from layerscope.engine import interventions
-from layerscope.engine.interventions import (
-    Intervention,
-    add,
-    apply,
-    freeze,
-    mean,
-    patch,
-    random,
-    shuffle,
-    skip_attention,
-    zero,
-)
-from layerscope.engine.positions import Substring
-from layerscope.engine.result import RunResult
-from layerscope.engine.session import Loop
-from layerscope.errors import LayerscopeError
+from layerscope._lazy import lazy_exports
 from layerscope.methods import METHODS
-from layerscope.models.model import Model, load
-from layerscope.models.registry import BUILTIN_MODELS, DEFAULT_MODEL
+
+_IV = "layerscope.engine.interventions"
+#: every name of ``ls.<name>``, imported on first use: ``import layerscope`` (and so every CLI command,
+#: ``--help`` included) must not pay for torch and transformers before it needs them
+_EXPORTS = {
+    **{name: f"{_IV}:{name}" for name in ("Intervention", "add", "apply", "freeze", "mean", "patch", "random")},
+    **{name: f"{_IV}:{name}" for name in ("shuffle", "skip_attention", "zero")},
+    "interventions": _IV,
+    "Substring": "layerscope.engine.positions:Substring",
+    "RunResult": "layerscope.engine.result:RunResult",
+    "Loop": "layerscope.engine.session:Loop",
+    "LayerscopeError": "layerscope.errors:LayerscopeError",
+    "Model": "layerscope.models.model:Model",
+    "load": "layerscope.models.model:load",
+    "BUILTIN_MODELS": "layerscope.models.registry:BUILTIN_MODELS",
+    "DEFAULT_MODEL": "layerscope.models.registry:DEFAULT_MODEL",
+    # subpackages reachable as ``ls.<name>`` (the methods pull in sklearn, matplotlib ...)
+    **{name: f"layerscope.methods.{name}" for name in METHODS},
+    **{name: f"layerscope.{name}" for name in ("methods", "readout", "results", "metrics", "datasets", "engine")},
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "BUILTIN_MODELS",
@@ -52,22 +53,4 @@ __all__ = [
     "zero",
 ]
 __version__ = "0.1.0"
-
-#: subpackages reachable as ``ls.<name>``, imported on first use (the methods pull in sklearn, matplotlib ...)
-_LAZY = {
-    **{name: f"layerscope.methods.{name}" for name in METHODS},
-    **{name: f"layerscope.{name}" for name in ("methods", "readout", "results", "metrics", "datasets", "engine")},
-}
-__all__ += sorted(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        module = importlib.import_module(_LAZY[name])
-        globals()[name] = module
-        return module
-    raise AttributeError(f"module 'layerscope' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__all__ += sorted(set(_EXPORTS) - set(__all__))

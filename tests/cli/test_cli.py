@@ -112,3 +112,39 @@ def test_common_options_count_before_or_after_a_sub_action(argv):
 
     args = build_parser().parse_args(argv)
     assert args.model == "m" and args.json is True
+
+
+def test_version_and_a_dash_value_reaching_its_check(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("layerscope ")
+    code, out, err = run_cli(capsys, "attend", "sweep", "--task", "copy", "--batch-budget", "-5MB")
+    assert code == 2 and "memory budget '-5MB'" in err and "expected one argument" not in err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["models"], ["--version"], ["sweep", "--help"], ["loop", "verify", "-h"]])
+def test_help_and_models_import_no_heavy_library(argv):
+    """--help and `models` answer in well under a second: they import neither torch, transformers, pandas
+    nor matplotlib (checked in a fresh interpreter: what a user's shell pays)."""
+    import subprocess
+    import sys
+
+    heavy = ("torch", "transformers", "pandas", "matplotlib", "sklearn")
+    code = (
+        f"import sys\nfrom layerscope.cli.main import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    env = {**__import__("os").environ, "PYTHONPATH": __import__("os").pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_bad_texts_file_and_missing_device_are_one_line_errors(capsys, model_dir, tmp_path):
+    binary = tmp_path / "texts.bin"
+    binary.write_bytes(b"\xff\xfe\x00 not utf-8 \x80\n")
+    for texts, message in ((binary, "not UTF-8"), (tmp_path / "missing.txt", "cannot read")):
+        code, out, err = run_cli(capsys, "capture", "--texts", str(texts), "--out", str(tmp_path / "s.safetensors"))
+        assert code == 2 and message in err and "Traceback" not in err
+    if not torch.cuda.is_available():
+        code, _, err = run_cli(capsys, "info", "--model", model_dir, "--device", "cuda")
+        assert code == 2 and "no CUDA device" in err

@@ -58,6 +58,6 @@ def test_checkpoint_resumes_and_ignores_a_cut_line(tmp_path):
     assert again.rows() == [{"layer": 0, "value": 0.5}, {"layer": 1, "value": 1.5}]
     again.add(2, [{"layer": 2, "value": 2.5}])
     assert Checkpoint(path, config={"model": "m", "n": 3}).done(2)  # written after the cut line, still read
-    other = Checkpoint(path, config={"model": "m", "n": 4})  # another config starts afresh
+    other = Checkpoint(path, config={"model": "m", "n": 4}, restart=True)  # another config: --restart
     assert len(other) == 0 and not other.done(0)
     assert Checkpoint(None).rows() == []

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import layerscope as ls
-from layerscope.errors import ModelNotFoundError
+from layerscope.errors import ConfigError, ModelNotFoundError
 from layerscope.models.loading import cache_root, parse_dtype
 from tests.conftest import tiny
 
@@ -53,7 +53,7 @@ def test_local_folder_loads_the_same_model(tmp_path):
 
 def test_dtype_and_cache_settings(monkeypatch, tmp_path):
     assert parse_dtype("bf16") is torch.bfloat16 and parse_dtype(None) is torch.float32
-    with pytest.raises(ModelNotFoundError, match="unknown dtype 'float8'"):
+    with pytest.raises(ConfigError, match="unknown dtype 'float8'"):  # an option, not a missing model
         parse_dtype("float8")
     monkeypatch.setenv("LAYERSCOPE_CACHE", str(tmp_path))
     assert cache_root() == tmp_path

@@ -5,14 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
-import torch
-from tqdm.auto import tqdm
-
-from layerscope.cli.common import emit, load_model, status
-from layerscope.engine.interventions import resolve_layers
+from layerscope.cli.common import emit, load_model, read_texts, status
 from layerscope.errors import LayerscopeError
-from layerscope.results.io import atomic_write, write_json
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -31,27 +25,53 @@ def cmd_models(args: argparse.Namespace) -> None:
         }
         for m in BUILTIN_MODELS.values()
     ]
+    shown = ["name", "default", "installed", "kind", "hf_name", "description"]
+    if not args.json and not args.save:  # the common look-up: answered without importing pandas
+        print(plain_table([{k: r[k] for k in shown} for r in rows]))
+        return
+    import pandas as pd
+
     table = pd.DataFrame(rows)
-    emit(table, args, table[["name", "default", "installed", "kind", "hf_name", "description"]])
+    emit(table, args, table[shown])
+
+
+def plain_table(rows: list[dict]) -> str:
+    """Rows as left-aligned text columns (what ``DataFrame.to_string(index=False)`` shows, for a few rows)."""
+    columns = list(rows[0])
+    cells = [[str(c) for c in columns], *[[str(r[c]) for c in columns] for r in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in cells)
 
 
 def cmd_info(args: argparse.Namespace) -> None:
+    import pandas as pd
+
     info = load_model(args).info()
     table = pd.DataFrame([vars(info)])
     emit(table, args, "\n".join(f"{k:>13}: {v}" for k, v in vars(info).items()))
 
 
 def cmd_capture(args: argparse.Namespace) -> None:
-    from safetensors.torch import save_file
+    import pandas as pd
+    import torch
+    from tqdm.auto import tqdm
+
+    from layerscope.engine.interventions import resolve_layers
+    from layerscope.readout.tokens import token_strings
+    from layerscope.results.save import check_writable
+    from layerscope.results.states import write_states
 
     texts = list(args.text)
     if args.texts:
-        texts += [line for line in Path(args.texts).read_text(encoding="utf-8").splitlines() if line.strip()]
+        texts += read_texts(args.texts)
     if not texts:
         raise LayerscopeError("no text to capture: give TEXT arguments or --texts FILE")
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise LayerscopeError(f"--out must end in .safetensors, got {out.name}")
+    check_writable(out, "--out")
+    if args.batch_size < 1:
+        raise LayerscopeError(f"--batch-size must be at least 1, got {args.batch_size}")
     model = load_model(args)
     sites = [s.strip() for s in args.sites.split(",") if s.strip()]
     layers = resolve_layers(args.layers, model.n_layers)
@@ -74,15 +94,14 @@ def cmd_capture(args: argparse.Namespace) -> None:
     tensors = {site: torch.cat(parts, dim=1).contiguous() for site, parts in chunks.items()}
     tensors["input_ids"] = batch.input_ids.cpu()
     tensors["attention_mask"] = batch.attention_mask.cpu()
-    atomic_write(out, lambda tmp: save_file(tensors, str(tmp)))
-    sidecar = out.with_suffix(".json")
-    write_json(
-        sidecar,
+    out, sidecar = write_states(
+        out,
+        tensors,
         {
             "model": model.name,
             "source": model.source,
             "texts": texts,
-            "tokens": [p.tokens for p in batch.prompts],
+            "tokens": [token_strings(model.tokenizer, row) for row in batch.input_ids.tolist()],
             "padding": "left",
             "pad": batch.pad,
             "layout": {

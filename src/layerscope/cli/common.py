@@ -11,11 +11,12 @@ import json
 import sys
 import time
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from layerscope.errors import LayerscopeError
-from layerscope.results.io import table_records
+
+if TYPE_CHECKING:  # pandas is imported when rows are output, not for --help
+    import pandas as pd
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -56,12 +57,26 @@ def read_texts(path: str) -> list[str]:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as error:
         raise LayerscopeError(f"cannot read {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise LayerscopeError(f"{path} is not UTF-8 text (byte {error.start}); give a UTF-8 text file") from None
     return [line.strip() for line in lines if line.strip()]
+
+
+def check_device(device: str) -> None:
+    """``--device cuda`` / ``mps`` where there is none: one line before anything loads."""
+    import torch
+
+    kind = str(device).split(":")[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise LayerscopeError(f"--device {device}: this machine has no CUDA device (torch sees none); use --device cpu")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise LayerscopeError(f"--device {device}: MPS is not available on this machine; use --device cpu")
 
 
 def load_model(args: argparse.Namespace):
     from layerscope.models.model import load
 
+    check_device(args.device)
     start = time.perf_counter()
     model = load(args.model, device=args.device, dtype=args.dtype, progress=not args.json)
     status(
@@ -85,6 +100,8 @@ def emit(table: pd.DataFrame, args: argparse.Namespace, readable: pd.DataFrame |
     The one output path of every command: rows get ``model`` and ``method`` here when the method
     did not name them (the results contract), so ``--json`` and ``--save`` always carry them.
     """
+    from layerscope.results.io import table_records
+
     table = contract_rows(table, args)
     if getattr(args, "save", None):
         save(table, args)
@@ -157,6 +174,21 @@ def add_action(actions, name: str, func, help_text: str, description: str) -> ar
             option.default = argparse.SUPPRESS
     parser.set_defaults(func=func)
     return parser
+
+
+def add_resume(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--resume FILE`` and ``--restart``, defined once for every resumable command (``what``: what is skipped)."""
+    parser.add_argument(
+        "--resume",
+        metavar="FILE",
+        help=f"checkpoint file (JSON lines): {what} on a rerun. A file that is not a layerscope checkpoint is "
+        "never touched; a checkpoint of another config is an error naming the differing keys",
+    )
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="with --resume: start the checkpoint over when its config differs (its rows are discarded)",
+    )
 
 
 def add_batch_budget(parser: argparse.ArgumentParser, note: str = "") -> None:

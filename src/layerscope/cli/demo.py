@@ -12,10 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
-
 from layerscope.cli.common import emit, load_model, status
-from layerscope.results.report import Report
 
 
 def sections() -> list[tuple[str, Callable]]:
@@ -26,6 +23,10 @@ def sections() -> list[tuple[str, Callable]]:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from layerscope.results.report import Report
+
     out_dir = Path(args.out_dir)
     model = load_model(args)
     report = Report(f"layerscope demo: {model.name}")
@@ -43,7 +44,35 @@ def cmd_demo(args: argparse.Namespace) -> None:
         status(f"demo: {name} done in {time.perf_counter() - start:.1f}s")
     path = report.write(out_dir / "index.html")
     status(f"report written to {path.resolve()}")
-    emit(pd.DataFrame(rows), args)
+    emit(pd.DataFrame(rows), args, "\n".join([*summary_lines(rows), f"report: {path.resolve()}"]))
+
+
+def summary_lines(rows: list[dict]) -> list[str]:
+    """One line per section, in order: its ``headline`` (a row's field, set by the section), else its
+    first row's fields; then its ``caveat`` if it has one. What the demo prints instead of a wide table
+    of every section's rows (those are ``--json``'s)."""
+    lines, width = [], max((len(str(r.get("section", ""))) for r in rows), default=0)
+    for section in dict.fromkeys(r.get("section", "") for r in rows):
+        own = [r for r in rows if r.get("section", "") == section]
+        headline = next((r["headline"] for r in own if r.get("headline")), None) or _describe(own[0])
+        caveat = next((r["caveat"] for r in own if r.get("caveat")), None)
+        lines.append(f"{section:<{width}}  {headline}" + (f"  [caveat: {caveat}]" if caveat else ""))
+    return lines
+
+
+def _describe(row: dict) -> str:
+    """``layer 29, top_token ' Paris', prob 0.431``: a row's fields, tokens quoted, floats to 3 places."""
+    parts = []
+    for key, value in row.items():
+        if key in ("section", "model", "method", "headline", "caveat") or value is None:
+            continue
+        if isinstance(value, float):
+            parts.append(f"{key} {value:.3f}")
+        elif isinstance(value, str) and "token" in key:
+            parts.append(f"{key} {value!r}")
+        else:
+            parts.append(f"{key} {value}")
+    return ", ".join(parts)
 
 
 def register(command) -> None:

@@ -8,10 +8,8 @@ import sys
 
 from layerscope.cli import basic, demo, rerun
 from layerscope.cli.common import add_common_options
-from layerscope.engine.chunking import parse_budget
 from layerscope.errors import LayerscopeError
 from layerscope.methods import METHODS, cli_module
-from layerscope.results.save import check_target
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read, measure and operate on the hidden states of transformer LMs, layer by layer. "
         "Every command runs offline; `layerscope COMMAND --help` explains each one.",
     )
+    parser.add_argument("--version", action="version", version=f"layerscope {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def adder(method: str | None):
@@ -45,20 +44,71 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("layerscope")
+    except metadata.PackageNotFoundError:
+        import layerscope
+
+        return layerscope.__version__
+
+
+def value_options(parser: argparse.ArgumentParser) -> tuple[set[str], set[str]]:
+    """``(options that take a value, every option string)`` of ``parser`` and its sub-parsers."""
+    takes, every = set(), set()
+    for action in parser._actions:
+        every |= set(action.option_strings)
+        if action.option_strings and isinstance(action, argparse._StoreAction) and action.nargs is None:
+            takes |= set(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                t, e = value_options(child)
+                takes, every = takes | t, every | e
+    return takes, every
+
+
+def join_dash_values(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """``--batch-budget -5MB`` -> ``--batch-budget=-5MB``: argparse reads a value that starts with a dash
+    as an option ("expected one argument"); joined, the value reaches the check that says what is wrong."""
+    takes, every = value_options(parser)
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        following = argv[i + 1] if i + 1 < len(argv) else None
+        if token in takes and following is not None and following.startswith("-") and following not in every:
+            out.append(f"{token}={following}")
+            i += 2
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_dash_values(argv, parser))
     args.argv = argv
     return run(args)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run parsed ``args``: ``--save`` is checked first, errors of ours exit 2 with one line."""
+    from layerscope.engine.chunking import parse_budget
+    from layerscope.results.io import check_resumable
+    from layerscope.results.save import check_target, check_writable
+
     try:
         for option in ("save", "save_items"):  # a bad path or format fails before any model loads
             if getattr(args, option, None):
                 check_target(args.save if option == "save" else args.save_items)
+        if getattr(args, "out", None):
+            check_writable(args.out, "--out")
+        if getattr(args, "resume", None):
+            check_resumable(args.resume)  # a file that is not a checkpoint is refused, and left alone
         if getattr(args, "batch_budget", None) is not None:
             parse_budget(args.batch_budget)  # so does a bad --batch-budget
         args.func(args)

@@ -17,12 +17,12 @@ from typing import ClassVar
 
 import torch
 
+from layerscope.engine.layers import LayerSpec, is_int, resolve_layers  # noqa: F401 (re-exported: its old home)
 from layerscope.engine.positions import PositionSpec
 from layerscope.engine.shapes import Hidden, Index, Mask, Selected, Vector
-from layerscope.errors import SiteError
+from layerscope.errors import InterventionError, SiteError
 
 SITES = ("resid_pre", "resid_post", "attn_out", "mlp_out")
-LayerSpec = int | slice | range | Sequence[int] | str
 
 
 class Op:
@@ -158,11 +158,26 @@ def _draw_per_row(shape: torch.Size, rows: torch.Tensor, seed: int, device: torc
     return out
 
 
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def check_seed(seed) -> int:
+    """A seed the torch generator takes: an int in int64 (a :class:`InterventionError` otherwise)."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InterventionError(f"seed must be an int, got {seed!r}")
+    if not INT64[0] <= seed <= INT64[1]:
+        raise InterventionError(f"seed {seed} is outside int64 ({INT64[0]}..{INT64[1]})")
+    return seed
+
+
 @dataclass
 class RandomOp(Op):
     """Gaussian vectors rescaled to each replaced state's L2 norm (seeded, so reproducible)."""
 
     seed: int = 0
+
+    def __post_init__(self):
+        check_seed(self.seed)
 
     def transform(self, states, context):
         noise = _draw_per_row(
@@ -180,6 +195,9 @@ class ShuffleOp(Op):
     """Permute the hidden dimensions of each state with its own seeded random permutation."""
 
     seed: int = 0
+
+    def __post_init__(self):
+        check_seed(self.seed)
 
     def transform(self, states, context):
         keys = _draw_per_row(
@@ -266,64 +284,13 @@ class Intervention:
     loop: int | None = None
 
     def __post_init__(self):
-        if self.site not in SITES:
+        if not isinstance(self.site, str) or self.site not in SITES:
             raise SiteError(f"unknown site {self.site!r}: use one of {', '.join(SITES)}")
+        if self.loop is not None and (not is_int(self.loop) or self.loop < 0):
+            raise InterventionError(f"loop (the iteration of a looped block) must be an int >= 0, got {self.loop!r}")
 
     def on_rows(self, rows: Sequence[int]) -> Intervention:
         return Intervention(self.site, self.layers, self.positions, self.op, tuple(rows), self.loop)
-
-
-def resolve_layers(spec: LayerSpec, n_layers: int, *, sorted_unique: bool = False) -> list[int]:
-    """Resolve a layer spec to indices ``0..n_layers-1``; errors name the valid range.
-
-    The one layer parser of layerscope (every method and CLI option reads layers through it).
-    ``sorted_unique``: ascending and without repeats (the k values of a sweep), else as given.
-    """
-    layers = _resolve_layers(spec, n_layers)
-    return sorted(set(layers)) if sorted_unique else layers
-
-
-def _resolve_layers(spec: LayerSpec, n_layers: int) -> list[int]:
-    valid = f"valid layers are 0..{n_layers - 1} (or -{n_layers}..-1 from the end)"
-    if isinstance(spec, str):
-        text = spec.strip()
-        if text == "all":
-            return list(range(n_layers))
-        try:
-            parts = [int(t) if t.strip() else None for t in text.split(":")] if ":" in text else None
-            numbers = [int(t) for t in text.split(",")] if parts is None else []
-            if parts is not None and len(parts) > 3:
-                raise ValueError(text)
-        except ValueError:
-            raise SiteError(
-                f"cannot read layers {spec!r}: use 'all', an int, 'a:b', 'a:b:step' or 'a,b,c'; {valid}"
-            ) from None
-        if parts is not None:
-            if len(parts) == 3 and parts[2] is not None and parts[2] < 1:
-                raise SiteError(f"the layer step in {spec!r} must be >= 1")
-            layers = list(range(n_layers))[slice(*parts)]
-            if not layers:
-                raise SiteError(f"layers {spec!r} select no layer; {valid}")
-            return layers
-        return [_check_layer(i, n_layers) for i in numbers]
-    if isinstance(spec, bool):
-        raise SiteError(f"layer must be an int, not {spec!r}")
-    if isinstance(spec, int):
-        return [_check_layer(spec, n_layers)]
-    if isinstance(spec, slice | range):
-        if isinstance(spec, range):
-            return [_check_layer(i, n_layers) for i in spec]
-        return list(range(n_layers))[spec]
-    return [_check_layer(int(i), n_layers) for i in spec]
-
-
-def _check_layer(layer: int, n_layers: int) -> int:
-    if not -n_layers <= layer < n_layers:
-        raise SiteError(
-            f"layer {layer} does not exist: the model has {n_layers} layers; valid layers are "
-            f"0..{n_layers - 1} (or -{n_layers}..-1 from the end)"
-        )
-    return layer % n_layers
 
 
 # ---- public constructors -------------------------------------------------------------------
@@ -343,15 +310,31 @@ def patch(
     ``other_run.state(site, layer, positions)``; from another model with another hidden size, pass a
     ``mapping`` (e.g. a fitted affine map) that takes ``[..., D_source]`` to ``[..., D]``.
     """
-    value = torch.as_tensor(value)
+    value = _as_value(value, "patch value")
     if mapping is not None:
-        value = mapping(value)
+        value = _as_value(mapping(value), "patch value after mapping")
     return Intervention(site, layer, positions, SetOp(value))
+
+
+def _as_value(value, what: str) -> torch.Tensor:
+    """``value`` as a float tensor (not a scalar), or an :class:`InterventionError` that says what it is;
+    its shape is checked against the selection when the plan is compiled."""
+    try:
+        tensor = torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise InterventionError(f"{what} must be a tensor of states, got {type(value).__name__}") from None
+    if tensor.dim() == 0:
+        raise InterventionError(f"{what} is a scalar ({float(tensor):g}): give a [D] vector, or [P, D] / [N, D] states")
+    if not (tensor.dtype.is_floating_point or tensor.dtype.is_complex):
+        tensor = tensor.float()
+    return tensor
 
 
 def add(site: str, layer: LayerSpec, positions: PositionSpec, vector: torch.Tensor, scale: float = 1.0) -> Intervention:
     """Add ``scale * vector`` (``[D]``) to the states (steering)."""
-    return Intervention(site, layer, positions, AddOp(torch.as_tensor(vector), scale))
+    if isinstance(scale, bool) or not isinstance(scale, int | float):
+        raise InterventionError(f"scale must be a number, got {scale!r}")
+    return Intervention(site, layer, positions, AddOp(_as_value(vector, "steering vector"), float(scale)))
 
 
 def zero(site: str, layer: LayerSpec, positions: PositionSpec = "all") -> Intervention:
@@ -362,7 +345,7 @@ def mean(
     site: str, layer: LayerSpec, positions: PositionSpec = "all", value: torch.Tensor | None = None
 ) -> Intervention:
     """Mean ablation: a given ``[D]`` mean, or else the mean over each prompt's own real tokens."""
-    return Intervention(site, layer, positions, MeanOp(value))
+    return Intervention(site, layer, positions, MeanOp(None if value is None else _as_value(value, "mean value")))
 
 
 def random(site: str, layer: LayerSpec, positions: PositionSpec = "previous", seed: int = 0) -> Intervention:
@@ -377,16 +360,20 @@ def shuffle(site: str, layer: LayerSpec, positions: PositionSpec = "previous", s
 
 def freeze(layer: int, positions: PositionSpec = "previous") -> Intervention:
     """Feed the states entering block ``layer`` unchanged to every later block (at ``positions``)."""
+    if not is_int(layer):
+        raise SiteError(f"freeze needs one int layer, got {layer!r}")
     return Intervention("resid_pre", layer, positions, FreezeOp())
 
 
 def skip_attention(from_layer: int, positions: PositionSpec = "all") -> Intervention:
     """Drop the attention sub-block (its output is zero) in blocks ``from_layer..L-1``."""
-    if not isinstance(from_layer, int) or isinstance(from_layer, bool):
+    if not is_int(from_layer):
         raise SiteError(f"skip_attention needs an int layer, got {from_layer!r}")
     return Intervention("attn_out", f"{from_layer}:", positions, ZeroOp())
 
 
 def apply(site: str, layer: LayerSpec, positions: PositionSpec, fn: Callable) -> Intervention:
     """Apply any ``fn(states [N, D], context) -> [N, D]``."""
+    if not callable(fn):
+        raise InterventionError(f"apply needs a function fn(states, context), got {type(fn).__name__}")
     return Intervention(site, layer, positions, FunctionOp(fn))

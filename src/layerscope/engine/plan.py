@@ -83,6 +83,8 @@ def compile_plan(
         if available_sites is not None and iv.site not in available_sites:
             raise SiteError(f"site {iv.site!r} is not available for this model (found: {sorted(available_sites)})")
         layers = resolve_layers(iv.layers, n_layers)
+        if iv.loop is not None and not op_replays(iv):
+            _check_iteration(iv, layers, loop)
         rows = range(batch.size) if iv.rows is None else iv.rows
         pairs = [(r, p) for r in rows for p in batch.positions(iv.positions, r)]
         if drop_prefix:
@@ -112,6 +114,24 @@ def compile_plan(
     for key, ops in plan.ops.items():
         plan.ops[key] = _fuse_sets(ops)
     return plan
+
+
+def op_replays(iv: Intervention) -> bool:
+    return bool(getattr(iv.op, "replays", False))
+
+
+def _check_iteration(iv: Intervention, layers: list[int], loop) -> None:
+    """An intervention at iteration ``iv.loop`` must name an iteration that runs at each of its layers:
+    iteration 0 runs everywhere, later ones only inside the looped block and below its count."""
+    if iv.loop == 0:
+        return
+    never = [l for l in layers if loop is None or not (loop.start <= l < loop.stop and iv.loop < loop.times)]
+    if never:
+        where = f"block [{loop.start}, {loop.stop}) x {loop.times}" if loop is not None else "no loop in this run"
+        raise InterventionError(
+            f"{iv.site} at layer(s) {never}, iteration {iv.loop} never runs ({where}): only the layers of a looped "
+            "block run more than once; use an iteration below the loop count"
+        )
 
 
 def _freeze_replays(layer: int, record: int, n_layers: int, loop) -> list[tuple[int, int]]:
@@ -145,6 +165,10 @@ def _bind_value(iv: Intervention, n_pairs: int, n_rows: int, d_model: int) -> Op
     vector = op.value_of()
     if vector is None:
         return op
+    if not isinstance(vector, torch.Tensor) or vector.dim() == 0:
+        raise InterventionError(
+            f"{type(op).__name__} at {iv.site} needs a [D] vector or [P, D] / [N, D] states, got {vector!r}"
+        )
     if vector.shape[-1] != d_model:
         raise InterventionError(
             f"hidden-size mismatch at {iv.site}: the value has {vector.shape[-1]} dims but the model has "

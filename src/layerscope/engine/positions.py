@@ -49,9 +49,10 @@ def is_relative_to_end(spec: PositionSpec) -> bool:
     if isinstance(spec, int):
         return spec < 0
     if isinstance(spec, slice | range):
-        return any(v is not None and v < 0 for v in (spec.start, spec.stop)) or spec.stop is None
-    if isinstance(spec, Sequence):
-        return any(p < 0 for p in spec)
+        bounds = (spec.start, spec.stop)
+        return any(isinstance(v, int) and v < 0 for v in bounds) or spec.stop is None
+    if isinstance(spec, Sequence):  # substrings in a mixed list are fixed places of the prompt
+        return any(isinstance(p, int) and not isinstance(p, bool) and p < 0 for p in spec)
     return False
 
 
@@ -73,10 +74,21 @@ def resolve(spec: PositionSpec, prompt: PromptTokens) -> list[int]:
     if isinstance(spec, int):
         return [_check_int(spec, prompt)]
     if isinstance(spec, slice):
+        for name in ("start", "stop", "step"):
+            bound = getattr(spec, name)
+            if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int)):
+                raise SiteError(f"the position {name} of {spec!r} must be an int, got {bound!r}")
+        if spec.step == 0:
+            raise SiteError(f"the position step of {spec!r} must not be 0")
         return list(range(n))[spec]
     if isinstance(spec, range | Sequence):
+        if isinstance(spec, Sequence) and not isinstance(spec, range) and len(spec) == 0:
+            raise SiteError("the position list is empty: give at least one position, or 'all'")
         if any(isinstance(p, str | Substring) for p in spec):  # e.g. [0, "France"]: each part in turn
             return [i for part in spec for i in resolve(part, prompt)]
+        for p in spec:
+            if isinstance(p, bool) or not isinstance(p, int):
+                raise SiteError(f"position {p!r} in {spec!r} must be an int or a substring of the prompt")
         return [_check_int(int(p), prompt) for p in spec]
     raise SiteError(
         f"unsupported position {spec!r}: use an int, a slice, a list of ints, "

@@ -32,6 +32,8 @@ class RunResult:
     offset: int = 0
     n_variants: int = 1
     capture_positions: PositionSpec | None = None
+    #: the model's layer count (negative layers in :meth:`get` count back from it; None: not known)
+    n_layers: int | None = None
 
     def __repr__(self) -> str:
         """Shapes and keys, never the tensors: ``RunResult(batch=[3, 7], logits=[3, 7, 49152], ...)``."""
@@ -66,10 +68,15 @@ class RunResult:
             offset=self.offset,
             n_variants=rows.stop - rows.start,
             capture_positions=self.capture_positions,
+            n_layers=self.n_layers,
         )
 
     def get(self, site: str, layer: int, iteration: int = 0) -> Hidden:
-        """Captured ``[B, T, D]`` states at a site; a clear error if it was not captured."""
+        """Captured ``[B, T, D]`` states at a site; a clear error if it was not captured.
+
+        ``layer`` is an int; a negative one counts from the end, as everywhere in layerscope.
+        """
+        layer, iteration = self._check_key(site, layer, iteration)
         try:
             return self.cache[(site, layer, iteration)]
         except KeyError:
@@ -78,6 +85,30 @@ class RunResult:
                 f"{site}[{layer}] (iteration {iteration}) was not captured; pass capture=[{site!r}] "
                 f"(captured: {have[:6]}{' ...' if len(have) > 6 else ''})"
             ) from None
+
+    def _check_key(self, site, layer, iteration) -> tuple[int, int]:
+        """Refuse a key that cannot name a capture (a string layer, a negative one the result cannot
+        place) with the reason, instead of a false "was not captured"."""
+        from layerscope.engine.interventions import SITES
+        from layerscope.engine.layers import is_int
+
+        if not isinstance(site, str) or site not in SITES:
+            raise SiteError(f"unknown site {site!r}: use one of {', '.join(SITES)}")
+        if not is_int(layer):
+            raise SiteError(f"layer must be an int, got {layer!r}" + (" (a string)" if isinstance(layer, str) else ""))
+        if not is_int(iteration) or iteration < 0:
+            raise SiteError(f"iteration must be an int >= 0, got {iteration!r}")
+        layer = int(layer)
+        if layer < 0:
+            if self.n_layers is None:
+                raise SiteError(
+                    f"layer {layer} counts from the end, but this result does not know the model's layer count: "
+                    "pass model.n_layers + layer"
+                )
+            if layer < -self.n_layers:
+                raise SiteError(f"layer {layer} does not exist: the model has {self.n_layers} layers")
+            layer += self.n_layers
+        return layer, int(iteration)
 
     def stack(self, site: str, layers: list[int] | None = None, iteration: int = 0) -> Stacked:
         """``[L', B, T, D]`` states of ``site`` over ``layers`` (default: every captured layer)."""

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from platformdirs import user_cache_dir
 
-from layerscope.errors import ModelLoadError, ModelNotFoundError
+from layerscope.errors import ConfigError, ModelLoadError, ModelNotFoundError
 from layerscope.models.registry import BUILTIN_MODELS, DEFAULT_MODEL, BuiltinModel
 
 _DTYPES = {
@@ -56,7 +56,7 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     try:
         return _DTYPES[str(dtype).lower()]
     except KeyError:
-        raise ModelNotFoundError(f"unknown dtype {dtype!r}: use one of {', '.join(sorted(set(_DTYPES)))}") from None
+        raise ConfigError(f"unknown dtype {dtype!r}: use one of {', '.join(sorted(set(_DTYPES)))}") from None
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import torch
+from typing import TYPE_CHECKING
 
 from layerscope.errors import LayerscopeError
 
-__all__ = ["single_token", "word_token_ids", "yes_no_ids", "yes_no_scorer"]
+if TYPE_CHECKING:  # torch is imported where a scorer runs, not for the CLI's token helpers
+    import torch
+
+__all__ = ["answer_token", "quoted", "single_token", "token_strings", "word_token_ids", "yes_no_ids", "yes_no_scorer"]
+
+
+def token_strings(tokenizer, ids) -> list[str]:
+    """Each id decoded on its own: ``' of'``, never the vocabulary's ``'Ġof'`` (what rows and sidecars hold)."""
+    return [tokenizer.decode([int(i)]) for i in ids]
+
+
+def quoted(text: str) -> str:
+    """A token as tables and axes show it: ``' of'``, ``'\\n'`` (quoted, so whitespace is never a blank cell)."""
+    return repr(text)
 
 
 def single_token(tokenizer, text: str, what: str) -> int:
@@ -28,6 +40,25 @@ def single_token(tokenizer, text: str, what: str) -> int:
             f"tokens: choose a word that is one token{hint}"
         )
     return int(ids[0])
+
+
+def answer_token(tokenizer, text: str, what: str, prompt: str) -> int:
+    """The one-token id of ``text`` as the next token after ``prompt``, refusing a likely slip.
+
+    After a prompt that ends in a word, the next word comes with its leading space (``' Paris'``);
+    ``'Paris'`` is then another token, one the model hardly ever predicts there, and a metric on it
+    measures nothing the user meant. Refused (with the fix) when the spaced form is one token.
+    """
+    token = single_token(tokenizer, text, what)
+    if text[:1].isspace() or not prompt or prompt[-1:].isspace():
+        return token
+    spaced = tokenizer(" " + text, add_special_tokens=False)["input_ids"]
+    if len(spaced) == 1 and spaced[0] != token:
+        raise LayerscopeError(
+            f"{what} {text!r} has no leading space, but after {prompt[-20:]!r} the next word is {' ' + text!r} "
+            f"(another token, also one token): give {' ' + text!r}"
+        )
+    return token
 
 
 def word_token_ids(tokenizer, word: str) -> list[int]:
@@ -54,6 +85,8 @@ def yes_no_ids(tokenizer) -> tuple[list[int], list[int]]:
 def yes_no_scorer(tokenizer) -> Callable[[torch.Tensor], torch.Tensor]:
     """``last_logits [B, V] -> [B, 2]``: probability mass of the Yes tokens and of the No tokens."""
     yes, no = yes_no_ids(tokenizer)
+
+    import torch
 
     def score(logits: torch.Tensor) -> torch.Tensor:
         probs = logits.float().softmax(-1)

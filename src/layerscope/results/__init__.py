@@ -6,9 +6,14 @@
 - :mod:`.report` (the demo's HTML report) and :mod:`.figures` (one PNG writer).
 """
 
-from layerscope.results.contract import REQUIRED, check_rows, tidy
-from layerscope.results.io import Checkpoint, save_table, table_records
-from layerscope.results.save import check_target, config_path, save_rows
+from layerscope._lazy import lazy_exports
+
+_EXPORTS = {
+    **{name: f"layerscope.results.contract:{name}" for name in ("REQUIRED", "check_rows", "tidy")},
+    **{name: f"layerscope.results.io:{name}" for name in ("Checkpoint", "save_table", "table_records")},
+    **{name: f"layerscope.results.save:{name}" for name in ("check_target", "config_path", "save_rows")},
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)  # pandas only when a name is used
 
 __all__ = [
     "REQUIRED",

@@ -36,14 +36,24 @@ class Report:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
 
+    def caveat(self, text: str) -> None:
+        """A visible warning under the current section (e.g. a demo setting too small to mean much)."""
+        self.parts.append(f'<p class="caveat"><strong>Caveat:</strong> {html.escape(text)}</p>')
+
     def table(self, table: pd.DataFrame, max_rows: int = 60) -> None:
-        self.parts.append(table.head(max_rows).to_html(index=False, float_format=lambda v: f"{v:.3f}"))
+        # in a scrolling box, so that a wide table never pushes the page wider than the screen
+        shown = table.head(max_rows).copy()
+        for column in [c for c in shown.columns if "token" in str(c)]:  # ' of', never a blank cell
+            shown[column] = [repr(t) if isinstance(t, str) else t for t in shown[column].tolist()]
+        shown = shown.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="")
+        self.parts.append(f'<div class="table">{shown}</div>')
 
     def write(self, path: str | os.PathLike) -> Path:
         style = (
             "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}"
-            "figcaption{color:#555;font-size:13px}"
+            "figcaption{color:#555;font-size:13px}div.table{max-width:100%;overflow-x:auto}"
+            ".caveat{background:#fff4e5;border-left:4px solid #e8a33d;padding:6px 10px}"
         )
         body = "\n".join(self.parts)
         doc = (

@@ -15,17 +15,27 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from layerscope.errors import ConfigError
 from layerscope.results.io import save_table, write_json
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 FORMATS = (".parquet", ".csv", ".json")
 CONFIG_SUFFIX = ".config.json"
 
-__all__ = ["CONFIG_SUFFIX", "FORMATS", "check_target", "config_path", "model_hash", "save_rows", "versions"]
+__all__ = [
+    "CONFIG_SUFFIX",
+    "FORMATS",
+    "check_target",
+    "check_writable",
+    "config_path",
+    "model_hash",
+    "save_rows",
+    "versions",
+]
 
 
 def config_path(path: str | os.PathLike) -> Path:
@@ -46,12 +56,21 @@ def check_target(path: str | os.PathLike) -> Path:
             import pyarrow  # noqa: F401
         except ImportError:
             raise ConfigError("--save FILE.parquet needs pyarrow (pip install pyarrow), or use .csv or .json") from None
+    return check_writable(path, "--save")
+
+
+def check_writable(path: str | os.PathLike, option: str) -> Path:
+    """Fail fast (:class:`ConfigError`) unless a file can be created at ``path`` (its nearest existing
+    folder is writable, and ``path`` is no folder): every output option is checked before a model loads."""
+    path = Path(path)
     folder = path.parent
     existing = next((p for p in [folder, *folder.parents] if p.exists()), None)
     if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"--save {path}: cannot write in {existing or folder} (not a writable folder)")
+        raise ConfigError(f"{option} {path}: cannot write in {existing or folder} (not a writable folder)")
     if path.is_dir():
-        raise ConfigError(f"--save {path}: is a folder")
+        raise ConfigError(f"{option} {path}: is a folder")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"{option} {path}: the file exists and is not writable")
     return path
 
 

@@ -309,8 +309,10 @@ def test_bad_input_names_the_problem():
         attend.switch(model, "the capital of france is", "france", "italy", "italy", [" paris", "paris "])
     with pytest.raises(LayerscopeError, match="'germany' is not in the prompt"):
         attend.switch(model, "the capital of france is", "germany", "italy", "italy")
+    with pytest.raises(LayerscopeError, match="beyond the model"):
+        resolve_layers("5:2:1", model.n_layers)  # 5 is no layer of 4: an error, as `5` alone is
     with pytest.raises(LayerscopeError, match="select no layer"):
-        resolve_layers("5:2:1", model.n_layers)
+        resolve_layers("3:2:1", model.n_layers)
     assert resolve_layers("0:4:2", model.n_layers, sorted_unique=True) == [0, 2]
     assert_clean(model)
 

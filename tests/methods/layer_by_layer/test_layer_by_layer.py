@@ -134,8 +134,19 @@ def test_probe_matches_independent_sklearn():
     model = tiny("llama")
     texts = [f"{w} item number {i}" for i in range(12) for w in ("good", "bad")]
     labels = ["pos", "neg"] * 12
+    with pytest.raises(LayerscopeError, match="folds must be an int >= 2"):  # not "every class needs ..."
+        probe_layers(model, texts, labels, folds=1, progress=False)
     table = probe_layers(model, texts, labels, folds=3, seed=0, batch_size=5, progress=False)
-    assert list(table.columns) == ["model", "method", "depth", "relative_depth", "accuracy", "accuracy_std", "n"]
+    assert list(table.columns) == [
+        "model",
+        "method",
+        "depth",
+        "relative_depth",
+        "accuracy",
+        "accuracy_std",
+        "n",
+        "chance",
+    ]
     Z = reference_pooled(model, texts).double().numpy()
     for depth in range(model.n_layers + 1):
         clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
@@ -205,7 +216,8 @@ def test_probe_cli_json(capsys, model_dir, tmp_path):
     assert code == 0 and png.exists() and "best depth" in err
     assert [r["depth"] for r in rows] == list(range(tiny("llama").n_layers + 1))
     assert all(
-        set(r) == {"model", "method", "depth", "relative_depth", "accuracy", "accuracy_std", "n"} and r["n"] == 12
+        set(r) == {"model", "method", "depth", "relative_depth", "accuracy", "accuracy_std", "n", "chance"}
+        and r["n"] == 12
         for r in rows
     )
 
@@ -337,7 +349,9 @@ def test_compare_probes_and_summary():
         "accuracy",
         "accuracy_std",
         "n",
+        "chance",
     ]
+    assert set(table["chance"]) == {0.5}  # both tasks are balanced: half the texts in each class
     for model in models:
         for task, (t, y) in tasks.items():
             rows = table[(table["model"] == model.name) & (table["task"] == task)].reset_index(drop=True)
@@ -419,7 +433,17 @@ def test_probe_cli_several_models_and_tasks(capsys, two_model_dirs, tmp_path):
     code, out, err = run_cli(capsys, *argv, "--json", "--out", str(png))
     rows = json.loads(out)
     assert code == 0 and png.exists() and err.count("best depth") == 2  # the same task twice is one task
-    assert set(rows[0]) == {"model", "method", "task", "depth", "relative_depth", "accuracy", "accuracy_std", "n"}
+    assert set(rows[0]) == {
+        "model",
+        "method",
+        "task",
+        "depth",
+        "relative_depth",
+        "accuracy",
+        "accuracy_std",
+        "n",
+        "chance",
+    }
     code, out, _ = run_cli(capsys, *argv)
     assert code == 0 and "best_depth" in out and "gain" in out
 

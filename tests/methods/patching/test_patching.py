@@ -319,3 +319,31 @@ def test_bfloat16_grid_follows_the_hand_written_loop_in_the_same_dtype():
     # bf16 keeps ~3 significant digits; batch shapes differ from the loop's, so rounding differs
     torch.testing.assert_close(got, expected.float(), atol=0.05 * float(expected.abs().max()), rtol=0.05)
     assert_clean(model)
+
+
+EIFFEL = ("The Eiffel Tower is located in the city of", "The Colosseum is located in the city of")
+
+
+def test_default_model_refuses_answers_that_measure_nothing(default_model):
+    from layerscope.errors import LayerscopeError
+
+    with pytest.raises(LayerscopeError, match="same token"):
+        activation_patching(default_model, *EIFFEL, " Paris", " Paris", layers=0, progress=False)
+    with pytest.raises(LayerscopeError, match="no leading space.*' Paris'"):
+        activation_patching(default_model, *EIFFEL, "Paris", " Rome", layers=0, progress=False)
+    with pytest.raises(LayerscopeError, match="no leading space.*' Rome'"):
+        activation_patching(default_model, *EIFFEL, " Paris", "Rome", layers=0, progress=False)
+
+
+def test_default_model_rows_carry_decoded_tokens_and_baselines(default_model, capsys):
+    from tests.helpers import run_cli
+
+    argv = ["sweep", "--clean", EIFFEL[0], "--corrupt", EIFFEL[1], "--answer", " Paris", "--wrong", " Rome"]
+    code, out, _ = run_cli(capsys, *argv, "--layers", "0")
+    assert code == 0 and "' of'" in out and "Ġ" not in out  # the readable table's headers
+    code, out, _ = run_cli(capsys, *argv, "--layers", "0", "--json")
+    rows = json.loads(out)
+    assert [r["token"] for r in rows][-3:] == [" the", " city", " of"]
+    assert {"clean_value", "corrupt_value", "answer", "wrong"} <= set(rows[0])
+    code, _, err = run_cli(capsys, *argv, "--layers", "25:40")
+    assert code == 2 and "beyond the model" in err  # as `--layers 30` is, not silently clipped

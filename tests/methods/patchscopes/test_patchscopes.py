@@ -560,3 +560,38 @@ def test_demo_lens_prefers_the_cached_full_lens(tmp_path, monkeypatch):
     lens, note = demo_lens(model)
     assert lens.metadata["n_texts"] == len(fit_texts) == full.metadata["n_texts"]
     assert lens.path == TunedLens.cache_path(model, fit_texts)
+
+
+def test_no_winner_where_the_probe_cannot_score():
+    from layerscope.methods.patchscopes.attributes import _summary
+
+    model = tiny("llama")
+    items = [{"source": t, "subject": t.split()[1], "object": o} for t, o in zip(TEXTS[:3], "abc", strict=True)]
+    probe = attribute_probe(model, items, [1, 3], folds=3)  # every object seen once: nothing to learn
+    assert probe["probe_accuracy"].isna().all() and (probe["learnable"] == 0).all()
+    pairs = pd.DataFrame([{"relation": "r", "source_layer": 1, "target_layer": 1, "accuracy": 1 / 3, "n": 3}])
+    (row,) = _summary(pairs, probe.assign(relation="r")).to_dict("records")
+    assert row["winner"] == "none" and row["patchscope_n"] == 3 and row["probe_n"] == 3
+    scored = probe.assign(relation="r", probe_accuracy=[0.5, 0.2])
+    (row,) = _summary(pairs, scored).to_dict("records")
+    assert row["winner"] == "probe" and row["probe_layer"] == 1
+    (row,) = _summary(pairs.assign(accuracy=0.5), scored).to_dict("records")
+    assert row["winner"] == "tie"
+
+
+def test_cli_next_token_limit_applies_to_the_default_texts(capsys, model_dir):
+    argv = ["eval", "next-token", "--model", model_dir, "--methods", "logit-lens", "--positions", "2", "--json"]
+    code, out, _ = run_cli(capsys, *argv, "--limit", "2")
+    rows = json.loads(out)
+    assert code == 0 and {r["n"] for r in rows} == {4}  # 2 texts x 2 positions, not the whole held-out split
+
+
+def test_readme_capital_example_works_on_the_default_model(default_model, capsys):
+    """The README's example shows the method working: each country's state reads as its capital."""
+    target = "Japan: Tokyo; Britain: London; Russia: Moscow; x:"
+    for country, capital in (("Italy", " Rome"), ("France", " Paris"), ("Germany", " Berlin")):
+        argv = ["patchscope", "--source", f"I visited {country} last year.", "--position", country]
+        code, out, _ = run_cli(
+            capsys, *argv, "--target", target, "--source-layers", "2,4,8", "--max-new-tokens", "1", "--json"
+        )
+        assert code == 0 and {r["top_token"] for r in json.loads(out)} == {capital}, country

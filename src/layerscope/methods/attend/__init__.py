@@ -45,22 +45,35 @@ the argmax at the answer position is an accepted answer's first token (one promp
 ``answer_prob`` is the probability of the canonical answer's first token at that position.
 """
 
-from layerscope.methods.attend.manipulations import manipulation, switch_variant
-from layerscope.methods.attend.scoring import Rows, Scores, answer_token_ids, build_rows, evaluate, score
-from layerscope.methods.attend.sweep import stable_from, sweep_task
-from layerscope.methods.attend.switching import answer_key, ignored_from, switch
-from layerscope.methods.attend.tasks import (
-    ARITHMETIC_SHOT,
-    CAPITALS_SHOT,
-    FACTS_SHOT,
-    MANIPULATIONS,
-    MATCHES,
-    SWITCH_EXAMPLE,
-    TASKS,
-    Item,
-    canonical_manipulation,
-    task_items,
-)
+from layerscope._lazy import lazy_exports
+
+# the API, imported on first use (importing the package, as the CLI does, must not import torch)
+_EXPORTS = {
+    "manipulation": "layerscope.methods.attend.manipulations:manipulation",
+    "switch_variant": "layerscope.methods.attend.manipulations:switch_variant",
+    "Rows": "layerscope.methods.attend.scoring:Rows",
+    "Scores": "layerscope.methods.attend.scoring:Scores",
+    "answer_token_ids": "layerscope.methods.attend.scoring:answer_token_ids",
+    "build_rows": "layerscope.methods.attend.scoring:build_rows",
+    "evaluate": "layerscope.methods.attend.scoring:evaluate",
+    "score": "layerscope.methods.attend.scoring:score",
+    "stable_from": "layerscope.methods.attend.sweep:stable_from",
+    "sweep_task": "layerscope.methods.attend.sweep:sweep_task",
+    "answer_key": "layerscope.methods.attend.switching:answer_key",
+    "ignored_from": "layerscope.methods.attend.switching:ignored_from",
+    "switch": "layerscope.methods.attend.switching:switch",
+    "ARITHMETIC_SHOT": "layerscope.methods.attend.tasks:ARITHMETIC_SHOT",
+    "CAPITALS_SHOT": "layerscope.methods.attend.tasks:CAPITALS_SHOT",
+    "FACTS_SHOT": "layerscope.methods.attend.tasks:FACTS_SHOT",
+    "MANIPULATIONS": "layerscope.methods.attend.tasks:MANIPULATIONS",
+    "MATCHES": "layerscope.methods.attend.tasks:MATCHES",
+    "SWITCH_EXAMPLE": "layerscope.methods.attend.tasks:SWITCH_EXAMPLE",
+    "TASKS": "layerscope.methods.attend.tasks:TASKS",
+    "Item": "layerscope.methods.attend.tasks:Item",
+    "canonical_manipulation": "layerscope.methods.attend.tasks:canonical_manipulation",
+    "task_items": "layerscope.methods.attend.tasks:task_items",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "ARITHMETIC_SHOT",

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from layerscope.cli.common import add_action, add_batch_budget, emit, load_model, options, status
-from layerscope.engine.interventions import resolve_layers
+from layerscope.cli.common import add_action, add_batch_budget, add_resume, emit, load_model, options, status
 from layerscope.errors import LayerscopeError
 
 SWEEP_COLUMNS = ["layer", "manipulation", "accuracy", "answer_prob", "n", "task", "clean_accuracy"]
@@ -31,6 +30,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     parse_budget(args.batch_budget)
     items = attend.task_items(args.task, limit=args.limit, seed=args.seed)
     model = load_model(args)
+    from layerscope.engine.interventions import resolve_layers
+
     layers = resolve_layers(args.layers, model.n_layers, sorted_unique=True)
     config = {
         "model": model.name,
@@ -44,7 +45,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         "match": args.match,
         "batch_budget": args.batch_budget,
     }
-    checkpoint = Checkpoint(args.resume, config) if args.resume else None
+    checkpoint = Checkpoint(args.resume, config, restart=args.restart) if args.resume else None
     if checkpoint is not None and len(checkpoint):
         status(f"resuming from {args.resume}: {len(checkpoint)} item groups already done")
     status(
@@ -184,7 +185,7 @@ def register(command) -> None:
         help="report the layer from which accuracy >= (1 - tolerance) x clean (default: 0.1)",
     )
     s.add_argument("--out", help="write a PNG with one accuracy curve (and answer probability) per manipulation")
-    s.add_argument("--resume", metavar="FILE", help="checkpoint file: finished item groups are not redone")
+    add_resume(s, "finished item groups are not redone")
 
     w = action(
         "switch",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+MIN_CORRECT = 10  # fewer correctly answered items than this: the demo's curve gets a caveat
+
 
 def section_attend(model, report, out_dir: Path) -> list[dict]:
     """The Spain/France/Italy switch and the random-manipulation curve on capitals (~1 min on CPU)."""
@@ -34,6 +36,9 @@ def section_attend(model, report, out_dir: Path) -> list[dict]:
             "section": "attend_switch",
             "layer": ignored,
             "note": "first layer from which the switch is ignored",
+            "headline": f"the switch France -> Italy is ignored from layer {ignored} on"
+            if ignored is not None
+            else "the switch is followed at every layer",
             **{key: float(table.loc[table["layer"] == 0, key].iloc[0]) for key in keys},
         }
     ]
@@ -57,12 +62,24 @@ def section_attend(model, report, out_dir: Path) -> list[dict]:
     report.image(attend_curves(sweep, out_dir / "attend_random.png", title="Capitals: random previous tokens"))
     report.table(sweep[["layer", "accuracy", "answer_prob", "n", "clean_accuracy"]])
     stable = attend.stable_from(sweep)["random"]
+    clean, n = float(sweep["clean_accuracy"].iloc[0]), int(sweep["n"].iloc[0])
+    correct = round(clean * n)
+    caveat = None
+    if correct < MIN_CORRECT:
+        # the curve is a fraction of the items the model gets right unmanipulated: with a handful, one
+        # item more or less moves it by a large step, and "stays within 10% of clean" means little
+        caveat = (
+            f"the clean run answers only {correct} of {n} items correctly, so each point rests on {correct} "
+            f"item(s); run `layerscope attend sweep --task capitals` on every item for a curve that means something"
+        )
+        report.caveat(caveat)
     rows.append(
         {
             "section": "attend_random",
             "layer": stable,
-            "note": "first layer from which accuracy stays within 10% of clean "
-            f"({sweep['clean_accuracy'].iloc[0]:.3f})",
+            "note": f"first layer from which accuracy stays within 10% of clean ({clean:.3f})",
+            "headline": f"accuracy stays within 10% of clean from layer {stable} on (clean: {correct}/{n} correct)",
+            "caveat": caveat,
         }
     )
     return rows

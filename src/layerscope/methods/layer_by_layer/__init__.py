@@ -21,24 +21,29 @@ table with a ``model`` column and ``relative_depth = depth / L`` (0 to 1), as in
 figures; :func:`top_dimensions` finds massive-activation dimensions and ``drop_dims`` ablates them.
 """
 
-from layerscope.methods.layer_by_layer.compare import compare_models, compare_probes, probe_summary
-from layerscope.methods.layer_by_layer.dimensions import top_dimensions
-from layerscope.methods.layer_by_layer.probing import best_vs_last, probe_layers
-from layerscope.methods.layer_by_layer.representation import (
-    DEFAULT_METRICS,
-    METRIC_NAMES,
-    canonical_metric,
-    representation_metrics,
-)
-from layerscope.methods.layer_by_layer.states import (
-    DEFAULT_BATCH_SIZE,
-    depth_states,
-    iter_depth_batches,
-    iter_depth_states,
-    plan_chunks,
-    pooled_states,
-    token_lengths,
-)
+from layerscope._lazy import lazy_exports
+
+# the API, imported on first use (importing the package, as the CLI does, must not import torch)
+_EXPORTS = {
+    "compare_models": "layerscope.methods.layer_by_layer.compare:compare_models",
+    "compare_probes": "layerscope.methods.layer_by_layer.compare:compare_probes",
+    "probe_summary": "layerscope.methods.layer_by_layer.compare:probe_summary",
+    "top_dimensions": "layerscope.methods.layer_by_layer.dimensions:top_dimensions",
+    "best_vs_last": "layerscope.methods.layer_by_layer.probing:best_vs_last",
+    "probe_layers": "layerscope.methods.layer_by_layer.probing:probe_layers",
+    "DEFAULT_METRICS": "layerscope.methods.layer_by_layer.representation:DEFAULT_METRICS",
+    "METRIC_NAMES": "layerscope.methods.layer_by_layer.representation:METRIC_NAMES",
+    "canonical_metric": "layerscope.methods.layer_by_layer.representation:canonical_metric",
+    "representation_metrics": "layerscope.methods.layer_by_layer.representation:representation_metrics",
+    "DEFAULT_BATCH_SIZE": "layerscope.methods.layer_by_layer.defaults:DEFAULT_BATCH_SIZE",
+    "depth_states": "layerscope.methods.layer_by_layer.states:depth_states",
+    "iter_depth_batches": "layerscope.methods.layer_by_layer.states:iter_depth_batches",
+    "iter_depth_states": "layerscope.methods.layer_by_layer.states:iter_depth_states",
+    "plan_chunks": "layerscope.methods.layer_by_layer.states:plan_chunks",
+    "pooled_states": "layerscope.methods.layer_by_layer.states:pooled_states",
+    "token_lengths": "layerscope.methods.layer_by_layer.states:token_lengths",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",

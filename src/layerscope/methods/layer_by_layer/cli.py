@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from layerscope.cli.common import add_batch_budget, emit, load_model, read_texts, status
+from layerscope.cli.common import add_batch_budget, add_resume, emit, load_model, read_texts, status
 from layerscope.errors import LayerscopeError
 
 PROBE_TASKS = ("sentiment", "topic", "fact_opinion")
@@ -54,7 +54,7 @@ def _load_options(args: argparse.Namespace) -> dict:
 def _checkpoint(args: argparse.Namespace, config: dict):
     from layerscope.results.io import Checkpoint
 
-    return Checkpoint(args.resume, config=config) if args.resume else None
+    return Checkpoint(args.resume, config=config, restart=args.restart) if args.resume else None
 
 
 def _batching(args: argparse.Namespace) -> dict:
@@ -169,7 +169,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
 
 
 def _add_batching(p: argparse.ArgumentParser) -> None:
-    from layerscope.methods.layer_by_layer import DEFAULT_BATCH_SIZE
+    from layerscope.methods.layer_by_layer.defaults import DEFAULT_BATCH_SIZE
 
     add_batch_budget(p, "chunks are as large as fit, longest prompts first")
     p.add_argument(
@@ -221,7 +221,7 @@ def register(command) -> None:
         "rows gain 'model' and 'relative_depth', the plot has one curve per model",
     )
     _add_batching(p)
-    p.add_argument("--resume", help="checkpoint file (JSON lines) for --models: finished models are skipped")
+    add_resume(p, "with --models, finished models are skipped")
     p.add_argument("--out", help="write a PNG of every metric vs depth (vs relative depth with --models) here")
 
     p = command(
@@ -245,5 +245,5 @@ def register(command) -> None:
     p.add_argument("--seed", type=int, default=0, help="fold shuffling seed (default: 0)")
     p.add_argument("--models", help="several models, comma-separated: one curve per model and task")
     _add_batching(p)
-    p.add_argument("--resume", help="checkpoint file (JSON lines): finished (model, task) pairs are skipped")
+    add_resume(p, "finished (model, task) pairs are skipped")
     p.add_argument("--out", help="write a PNG of accuracy vs depth here")

@@ -122,8 +122,10 @@ def compare_probes(
                 checkpoint.add([key, task], table.to_dict(orient="records"))
             tables.append(table)
         del model
-    columns = ["model", "task", "depth", "relative_depth", "accuracy", "accuracy_std", "n"]
-    return tidy(pd.concat(tables, ignore_index=True)[columns], model=None, method="layer_by_layer")
+    table = pd.concat(tables, ignore_index=True)
+    columns = ["model", "task", "depth", "relative_depth", "accuracy", "accuracy_std", "n", "chance"]
+    # a checkpoint written before the chance column resumes without it
+    return tidy(table[[c for c in columns if c in table]], model=None, method="layer_by_layer")
 
 
 def probe_summary(table: pd.DataFrame) -> pd.DataFrame:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from layerscope.results.figures import plt, save_figure
+from layerscope.results.figures import chance_line, clipped_errors, integer_ticks, plt, save_figure, unit_interval
 
 
 def metric_curves(table: pd.DataFrame, path: str | os.PathLike, title: str = "Layer by Layer metrics") -> Path:
@@ -21,6 +21,7 @@ def metric_curves(table: pd.DataFrame, path: str | os.PathLike, title: str = "La
         ax.plot(rows["depth"], rows["value"], marker="o", markersize=3)
         ax.set_title(name.replace("_", " "))
         ax.set_xlabel("depth (0 = embeddings)")
+        integer_ticks(ax)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
@@ -28,10 +29,15 @@ def metric_curves(table: pd.DataFrame, path: str | os.PathLike, title: str = "La
 
 
 def probe_curve(table: pd.DataFrame, path: str | os.PathLike, title: str = "Linear probe per depth") -> Path:
-    """Probe ``accuracy`` (+- ``accuracy_std``) vs ``depth``, the best depth marked."""
+    """Probe ``accuracy`` (+- ``accuracy_std``, cut to [0, 1]) vs ``depth``, the best depth and chance
+    (the ``chance`` column: the majority class's share) marked."""
     table = table.sort_values("depth")
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.errorbar(table["depth"], table["accuracy"], yerr=table["accuracy_std"], marker="o", markersize=3, capsize=2)
+    yerr = clipped_errors(table["accuracy"], table["accuracy_std"])
+    ax.errorbar(table["depth"], table["accuracy"], yerr=yerr, marker="o", markersize=3, capsize=2)
+    chance_line(ax, float(table["chance"].iloc[0]) if "chance" in table else None)
+    unit_interval(ax)
+    integer_ticks(ax)
     best = table.loc[table["accuracy"].idxmax()]
     ax.axvline(best["depth"], color="tab:red", linestyle="--", label=f"best depth {int(best['depth'])}")
     ax.set_xlabel("depth (0 = embeddings)")
@@ -86,6 +92,9 @@ def probe_curves_by_model(
             (line,) = ax.plot(rows["relative_depth"], rows["accuracy"], marker="o", markersize=2.5, label=model)
             best = rows.loc[rows["accuracy"].idxmax()]
             ax.plot([best["relative_depth"]], [best["accuracy"]], marker="*", markersize=11, color=line.get_color())
+        if "chance" in table:
+            chance_line(ax, float(table.loc[table["task"] == task, "chance"].iloc[0]))
+        unit_interval(ax)
         ax.set_title(task)
         ax.set_xlabel("relative depth (star = best depth)")
         ax.set_ylabel("accuracy (CV)")

@@ -35,7 +35,8 @@ def probe_layers(
 
     Returns:
         DataFrame with rows ``depth``, ``relative_depth``, ``accuracy`` (mean over folds),
-        ``accuracy_std``, ``n`` (number of texts).
+        ``accuracy_std``, ``n`` (number of texts), ``chance`` (the share of the most frequent
+        class: what always answering it scores, the line a probe must clear).
     """
     texts, labels = list(texts), list(labels)
     if len(texts) != len(labels):
@@ -43,15 +44,25 @@ def probe_layers(
     _, class_counts = np.unique(np.asarray(labels, dtype=str), return_counts=True)
     if len(class_counts) < 2:
         raise LayerscopeError("probing needs at least 2 classes")
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise LayerscopeError(f"folds must be an int >= 2 (each fold is held out once), got {folds!r}")
     folds = min(folds, int(class_counts.min()))
     if folds < 2:
         raise LayerscopeError("every class needs at least 2 examples for cross-validation")
     Z = pooled_states(model, texts, pooling, batch_size, progress, batch_budget=batch_budget).double().numpy()
+    chance = float(class_counts.max() / class_counts.sum())
     rows = []
     for d in range(Z.shape[0]):
         mean, std = probe_accuracy(Z[d], labels, folds, seed)
         rows.append(
-            {"depth": d, "relative_depth": d / model.n_layers, "accuracy": mean, "accuracy_std": std, "n": len(texts)}
+            {
+                "depth": d,
+                "relative_depth": d / model.n_layers,
+                "accuracy": mean,
+                "accuracy_std": std,
+                "n": len(texts),
+                "chance": chance,
+            }
         )
     return tidy(pd.DataFrame(rows), model=model, method="layer_by_layer")
 

@@ -12,12 +12,10 @@ from tqdm.auto import tqdm
 from layerscope.engine.chunking import DEFAULT_BUDGET, parse_budget, row_bytes
 from layerscope.engine.grouping import length_groups
 from layerscope.errors import LayerscopeError
+from layerscope.methods.layer_by_layer.defaults import DEFAULT_BATCH_SIZE  # cap on prompts per forward chunk
 from layerscope.metrics import (
     pool,
 )
-
-DEFAULT_BATCH_SIZE = 32
-"""Default cap on prompts per forward chunk (the memory budget may make chunks smaller)."""
 
 
 def _progress(progress: bool) -> bool:

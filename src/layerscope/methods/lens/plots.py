@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from layerscope.readout.tokens import quoted
 from layerscope.results.figures import plt, save_figure
 
 
@@ -24,13 +25,13 @@ def lens_heatmap(table: pd.DataFrame, path: str | os.PathLike, title: str = "Log
             ax.text(
                 j,
                 i,
-                repr(tops.values[i, j])[1:-1][:10],
+                quoted(str(tops.values[i, j]))[:12],
                 ha="center",
                 va="center",
                 fontsize=6,
                 color="white" if probs.values[i, j] > 0.6 else "black",
             )
-    ax.set_xticks(range(n_pos), [repr(t)[1:-1] for t in tokens], rotation=45, ha="right", fontsize=8)
+    ax.set_xticks(range(n_pos), [quoted(str(t)) for t in tokens], rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(n_layers), probs.index.tolist(), fontsize=7)
     ax.set_xlabel("input token (position)")
     ax.set_ylabel("layer")

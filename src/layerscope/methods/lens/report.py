@@ -13,7 +13,7 @@ def section_logit_lens(model, report: Report, out_dir: Path) -> list[dict]:
     from layerscope.methods.lens.api import logit_lens
     from layerscope.methods.lens.plots import lens_heatmap
 
-    rows = []
+    rows: list[dict] = []
     report.section(
         "Logit lens",
         "Top next token at every (layer, position), read through the final norm and "
@@ -35,6 +35,7 @@ def section_logit_lens(model, report: Report, out_dir: Path) -> list[dict]:
                 "prob": float(final["prob"]),
             }
         )
+    rows[0]["headline"] = "; ".join(f"{r['prompt']!r} -> {r['top_token']!r} (p {r['prob']:.2f})" for r in rows)
     return rows
 
 

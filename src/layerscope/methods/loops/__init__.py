@@ -27,39 +27,45 @@ Lower layers do not change with the loop count, so :func:`loop_states` runs them
 the other loop counts at block ``a`` from the captured ``resid_pre[a]`` (``run(start_layer=a)``).
 """
 
-from layerscope.methods.loops.inject import (
-    INJECT_COLUMNS,
-    INTROSPECTION_DETECT,
-    INTROSPECTION_NAME,
-    concept_directions,
-    concept_injection,
-    injection,
-    reference_norm,
-    variant_states,
-)
-from layerscope.methods.loops.prompts import chat_prompt
-from layerscope.methods.loops.runner import LoopStates, loop_generate, loop_states
-from layerscope.methods.loops.spec import (
-    ORACLE_TASKS,
-    Block,
-    at_iteration,
-    default_block,
-    execution_order,
-    parse_block,
-    parse_loops,
-)
-from layerscope.methods.loops.tasks import (
-    ARITHMETIC_TASK,
-    ARITHMETIC_VERIFY,
-    HARMFUL_TASK,
-    HARMFUL_VERIFY,
-    OracleTask,
-    arithmetic_task,
-    harmful_task,
-    load_oracle_task,
-)
-from layerscope.methods.loops.verify import VERIFY_COLUMNS, self_verification, verification_summary
-from layerscope.readout.tokens import word_token_ids, yes_no_ids, yes_no_scorer
+from layerscope._lazy import lazy_exports
+
+# the API, imported on first use (importing the package, as the CLI does, must not import torch)
+_EXPORTS = {
+    "INJECT_COLUMNS": "layerscope.methods.loops.inject:INJECT_COLUMNS",
+    "INTROSPECTION_DETECT": "layerscope.methods.loops.inject:INTROSPECTION_DETECT",
+    "INTROSPECTION_NAME": "layerscope.methods.loops.inject:INTROSPECTION_NAME",
+    "concept_directions": "layerscope.methods.loops.inject:concept_directions",
+    "concept_injection": "layerscope.methods.loops.inject:concept_injection",
+    "injection": "layerscope.methods.loops.inject:injection",
+    "reference_norm": "layerscope.methods.loops.inject:reference_norm",
+    "variant_states": "layerscope.methods.loops.inject:variant_states",
+    "chat_prompt": "layerscope.methods.loops.prompts:chat_prompt",
+    "LoopStates": "layerscope.methods.loops.runner:LoopStates",
+    "loop_generate": "layerscope.methods.loops.runner:loop_generate",
+    "loop_states": "layerscope.methods.loops.runner:loop_states",
+    "ORACLE_TASKS": "layerscope.methods.loops.spec:ORACLE_TASKS",
+    "Block": "layerscope.methods.loops.spec:Block",
+    "at_iteration": "layerscope.methods.loops.spec:at_iteration",
+    "default_block": "layerscope.methods.loops.spec:default_block",
+    "execution_order": "layerscope.methods.loops.spec:execution_order",
+    "parse_block": "layerscope.methods.loops.spec:parse_block",
+    "parse_loops": "layerscope.methods.loops.spec:parse_loops",
+    "ARITHMETIC_TASK": "layerscope.methods.loops.tasks:ARITHMETIC_TASK",
+    "ARITHMETIC_VERIFY": "layerscope.methods.loops.tasks:ARITHMETIC_VERIFY",
+    "HARMFUL_TASK": "layerscope.methods.loops.tasks:HARMFUL_TASK",
+    "HARMFUL_VERIFY": "layerscope.methods.loops.tasks:HARMFUL_VERIFY",
+    "OracleTask": "layerscope.methods.loops.tasks:OracleTask",
+    "arithmetic_task": "layerscope.methods.loops.tasks:arithmetic_task",
+    "harmful_task": "layerscope.methods.loops.tasks:harmful_task",
+    "load_oracle_task": "layerscope.methods.loops.tasks:load_oracle_task",
+    "VERIFY_COLUMNS": "layerscope.methods.loops.verify:VERIFY_COLUMNS",
+    "self_verification": "layerscope.methods.loops.verify:self_verification",
+    "verification_summary": "layerscope.methods.loops.verify:verification_summary",
+    "word_token_ids": "layerscope.readout.tokens:word_token_ids",
+    "yes_no_ids": "layerscope.readout.tokens:yes_no_ids",
+    "yes_no_scorer": "layerscope.readout.tokens:yes_no_scorer",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "ARITHMETIC_TASK",

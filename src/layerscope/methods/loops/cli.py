@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from layerscope.cli.common import add_action, add_batch_budget, emit, load_model, options, status
+from layerscope.cli.common import add_action, add_batch_budget, add_resume, emit, load_model, options, status
 from layerscope.errors import LayerscopeError
 
 
@@ -47,7 +47,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
             "chat": args.chat,
             "probe_layers": args.probe_layers,
         }
-        checkpoint = Checkpoint(args.resume, config)
+        checkpoint = Checkpoint(args.resume, config, restart=args.restart)
         if len(checkpoint):
             status(f"resuming from {args.resume}: {len(checkpoint)} loop count(s) already done")
     status(f"{task.name}: {len(task.items)} items, block [{block[0]}, {block[1]}) x {loops}; {task.description}")
@@ -168,7 +168,7 @@ def register(command) -> None:
     v.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
     v.add_argument("--seed", type=int, default=0, help="item and fold seed (default: 0)")
     v.add_argument("--out", help="write a PNG of P_RR per step and P_TP/P_SV/sup P_RR per loop count")
-    v.add_argument("--resume", help="a JSON-lines checkpoint: finished loop counts are not run again")
+    add_resume(v, "finished loop counts are not run again")
     i = _action(
         actions,
         "inject",

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from layerscope.results.figures import plt, save_figure
+from layerscope.results.figures import UNIT, plt, save_figure
+
+PROBABILITIES = ("probe_detect", "p_yes", "p_word")  # in [0, 1]: one fixed colour scale
 
 
 def loop_verification_plot(
@@ -51,7 +53,8 @@ def loop_heatmaps(
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.0 * len(metrics), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         grid = table.pivot_table(index="extract_iteration", columns="inject_iteration", values=metric, aggfunc="mean")
-        im = ax.imshow(grid.values, cmap="viridis", origin="lower", aspect="auto")
+        scale = UNIT if metric in PROBABILITIES else {}
+        im = ax.imshow(grid.values, cmap="viridis", origin="lower", aspect="auto", **scale)
         for i in range(grid.shape[0]):
             for j in range(grid.shape[1]):
                 ax.text(j, i, f"{grid.values[i, j]:.3g}", ha="center", va="center", fontsize=8, color="white")

@@ -44,11 +44,9 @@ from layerscope.engine.interventions import Intervention, LayerSpec, patch, reso
 from layerscope.engine.positions import PositionSpec
 from layerscope.engine.sweep import clean_run, sweep_layers
 from layerscope.errors import LayerscopeError
-from layerscope.readout.tokens import single_token
+from layerscope.methods.patching.names import GROUPINGS, PATCH_SITES
+from layerscope.readout.tokens import answer_token, single_token, token_strings
 from layerscope.results.contract import tidy
-
-PATCH_SITES = ("resid_post", "resid_pre", "attn_out", "mlp_out")
-GROUPINGS = ("auto", "position", "layer", "none")
 
 #: the fixed cost of one forward call per block, in units of "one token through one block":
 #: a call reads every weight once, which on a CPU costs about as much as computing a few dozen
@@ -287,7 +285,7 @@ def activation_patching(
     finally:
         bar.close()
 
-    tokens = target.prompts[0].tokens
+    tokens = token_strings(model.tokenizer, target.input_ids[0].tolist())  # ' of', not 'Ġof'
     rows = [
         {"layer": l, "position": p, "token": tokens[p], "value": results[(l, p)], "skipped": p < shared}
         for l in layer_list
@@ -309,8 +307,13 @@ def prepare_pair(model, clean: str, corrupt: str, answer: str, wrong: str, sites
             raise LayerscopeError(f"site {site!r} is not available for this model (found: {found})")
     if not model.is_causal:
         raise LayerscopeError("activation patching needs a causal LM (the metric is a next-token logit difference)")
-    answer_id = single_token(model.tokenizer, answer, "answer")
-    wrong_id = single_token(model.tokenizer, wrong, "wrong")
+    answer_id = answer_token(model.tokenizer, answer, "answer", corrupt)
+    wrong_id = answer_token(model.tokenizer, wrong, "wrong", corrupt)
+    if answer_id == wrong_id:
+        raise LayerscopeError(
+            f"answer {answer!r} and wrong {wrong!r} are the same token: logit(answer) - logit(wrong) is 0 at "
+            "every cell; give the corrupt prompt's own answer as wrong"
+        )
     source, target = model.tokenize(clean), model.tokenize(corrupt)
     if source.length != target.length:
         raise LayerscopeError(

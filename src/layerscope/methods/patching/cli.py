@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from layerscope.cli.common import add_batch_budget, add_distributed, emit, load_model, status
+from layerscope.cli.common import add_batch_budget, add_distributed, add_resume, emit, load_model, status
 from layerscope.errors import LayerscopeError
-from layerscope.methods.patching.api import GROUPINGS, PATCH_SITES
+from layerscope.methods.patching.names import GROUPINGS, PATCH_SITES
+from layerscope.readout.tokens import quoted
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -56,7 +57,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         status(f"wrote {patching_heatmap(table, args.out, title=title)}")
     readable = table.pivot(index="layer", columns="position", values="value").sort_index(ascending=False)
     tokens = table.drop_duplicates("position").sort_values("position")["token"].tolist()
-    readable.columns = [f"{p}:{t}" for p, t in zip(readable.columns, tokens, strict=True)]
+    readable.columns = [f"{p}:{quoted(t)}" for p, t in zip(readable.columns, tokens, strict=True)]
     emit(table, args, readable.to_string(float_format=lambda v: f"{v:.2f}"))
 
 
@@ -71,7 +72,7 @@ def _pairs(args: argparse.Namespace) -> None:
     model = load_model(args)
     config = {"command": "sweep --pairs", "pairs": args.pairs, "model": model.name, "site": args.site,
               "layers": args.layers, "n_pairs": len(pairs)}  # fmt: skip
-    checkpoint = Checkpoint(args.resume, config) if args.resume else None
+    checkpoint = Checkpoint(args.resume, config, restart=args.restart) if args.resume else None
     table = pair_sweep(
         model, pairs, site=args.site, layers=args.layers, batch_budget=args.batch_budget, checkpoint=checkpoint,
         progress=not args.json, **distributed,
@@ -160,7 +161,7 @@ def register(command) -> None:
         help="dataset-level patching: a JSON-lines file of {clean, corrupt, answer, wrong} pairs ('shipped': the "
         "135 shipped pairs); prints the mean grid normalised by each pair's baselines, --json gives every cell",
     )
-    p.add_argument("--resume", help="with --pairs: a JSON-lines checkpoint; finished pairs are not run again")
+    add_resume(p, "with --pairs, finished pairs are not run again")
     add_distributed(p, "pairs")
     p.add_argument(
         "--method",

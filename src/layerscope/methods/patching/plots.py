@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from layerscope.readout.tokens import quoted
 from layerscope.results.figures import plt, save_figure
 
 
@@ -20,7 +21,7 @@ def patching_heatmap(table: pd.DataFrame, path: str | os.PathLike, title: str = 
     n_layers, n_pos = grid.shape
     fig, ax = plt.subplots(figsize=(0.45 * n_pos + 3, 0.22 * n_layers + 1.8))
     im = ax.imshow(grid.values, aspect="auto", cmap="RdBu", vmin=center - span, vmax=center + span, origin="lower")
-    ax.set_xticks(range(n_pos), [repr(t)[1:-1] for t in tokens], rotation=60, ha="right", fontsize=7)
+    ax.set_xticks(range(n_pos), [quoted(str(t)) for t in tokens], rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(n_layers), grid.index.tolist(), fontsize=6)
     ax.set_xlabel("position (corrupt prompt's token)")
     ax.set_ylabel("layer")

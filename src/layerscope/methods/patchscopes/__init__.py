@@ -13,22 +13,34 @@
   attribute and description evaluations.
 """
 
-from layerscope.methods.patchscopes.attributes import eval_attributes
-from layerscope.methods.patchscopes.core import Source, capture_sources, decode_states, patchscope, placeholder_position
-from layerscope.methods.patchscopes.describe import eval_describe
-from layerscope.methods.patchscopes.evaluate import eval_next_token
-from layerscope.methods.patchscopes.presets import (
-    DESCRIBE_PROMPT,
-    IDENTITY_PROMPT,
-    attribute_extraction,
-    entity_description,
-    lens_readout,
-    logit_lens,
-    token_identity,
-    tuned_lens,
-)
-from layerscope.readout.lenses import Lens, LogitLens, TunedLens
-from layerscope.readout.maps import AffineMap, aligned_positions, fit_cross_model
+from layerscope._lazy import lazy_exports
+
+# the API, imported on first use (importing the package, as the CLI does, must not import torch)
+_EXPORTS = {
+    "eval_attributes": "layerscope.methods.patchscopes.attributes:eval_attributes",
+    "Source": "layerscope.methods.patchscopes.core:Source",
+    "capture_sources": "layerscope.methods.patchscopes.core:capture_sources",
+    "decode_states": "layerscope.methods.patchscopes.core:decode_states",
+    "patchscope": "layerscope.methods.patchscopes.core:patchscope",
+    "placeholder_position": "layerscope.methods.patchscopes.core:placeholder_position",
+    "eval_describe": "layerscope.methods.patchscopes.describe:eval_describe",
+    "eval_next_token": "layerscope.methods.patchscopes.evaluate:eval_next_token",
+    "DESCRIBE_PROMPT": "layerscope.methods.patchscopes.presets:DESCRIBE_PROMPT",
+    "IDENTITY_PROMPT": "layerscope.methods.patchscopes.presets:IDENTITY_PROMPT",
+    "attribute_extraction": "layerscope.methods.patchscopes.presets:attribute_extraction",
+    "entity_description": "layerscope.methods.patchscopes.presets:entity_description",
+    "lens_readout": "layerscope.methods.patchscopes.presets:lens_readout",
+    "logit_lens": "layerscope.methods.patchscopes.presets:logit_lens",
+    "token_identity": "layerscope.methods.patchscopes.presets:token_identity",
+    "tuned_lens": "layerscope.methods.patchscopes.presets:tuned_lens",
+    "Lens": "layerscope.readout.lenses:Lens",
+    "LogitLens": "layerscope.readout.lenses:LogitLens",
+    "TunedLens": "layerscope.readout.lenses:TunedLens",
+    "AffineMap": "layerscope.readout.maps:AffineMap",
+    "aligned_positions": "layerscope.readout.maps:aligned_positions",
+    "fit_cross_model": "layerscope.readout.maps:fit_cross_model",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "DESCRIBE_PROMPT",

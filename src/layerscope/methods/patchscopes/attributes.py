@@ -57,8 +57,10 @@ def attribute_probe(
     keep = np.asarray([label in frequent for label in labels])
     rows = []
     if keep.sum() == 0 or len(frequent) < 2:
+        # no object seen often enough to learn (or one class only): the probe has no score, and a 0.0
+        # here would read as a measured failure (and hand every comparison to the Patchscope)
         for l in layers:
-            rows.append({"layer": l, "probe_accuracy": 0.0, "n": len(items), "learnable": int(keep.sum())})
+            rows.append({"layer": l, "probe_accuracy": float("nan"), "n": len(items), "learnable": int(keep.sum())})
         return pd.DataFrame(rows)
     sources = [Source(row["source"], row["subject"]) for row in items]
     states, _ = capture_sources(model, sources, list(layers), batch_budget=batch_budget)  # [S, N, D]
@@ -88,6 +90,7 @@ def eval_attributes(
     probe: bool = True,
     seed: int = 0,
     resume: str | None = None,
+    restart: bool = False,
     batch_budget: str | int | None = DEFAULT_BUDGET,
     progress: bool = False,
     on_relation: Callable[[str], None] | None = None,
@@ -101,6 +104,7 @@ def eval_attributes(
         source_layers, target_layers: layer specs (``"all"`` for the paper's full sweep; the
             default stride keeps a CPU run to minutes).
         resume: a JSON-lines checkpoint file: finished relations are not recomputed.
+        restart: start ``resume`` over when it was written with another config (else an error).
     Returns:
         ``{"items": one row per (relation, subject, l, l*) with text and correct,
         "pairs": accuracy per (relation, l, l*), "probe": probe accuracy per (relation, layer),
@@ -120,7 +124,7 @@ def eval_attributes(
         "folds": folds,
         "probe": probe,
     }
-    checkpoint = Checkpoint(resume, config)
+    checkpoint = Checkpoint(resume, config, restart=restart)
     for name in names:
         if checkpoint.done(name):
             continue
@@ -186,17 +190,28 @@ def _summary(pairs: pd.DataFrame, probe: pd.DataFrame) -> pd.DataFrame:
             "patchscope_best": float(best["accuracy"]),
             "best_pair": f"({int(best['source_layer'])}, {int(best['target_layer'])})",
             "patchscope_mean_l": float(by_source.mean()),
-            "n": int(best["n"]),
+            "patchscope_n": int(best["n"]),
         }
         if len(probe):
             p = probe[probe["relation"] == name]
-            top = p.loc[p["probe_accuracy"].idxmax()]
+            scored = p.dropna(subset=["probe_accuracy"])
+            top = scored.loc[scored["probe_accuracy"].idxmax()] if len(scored) else p.iloc[0]
             row.update(
                 probe_best=float(top["probe_accuracy"]),
-                probe_layer=int(top["layer"]),
+                probe_layer=int(top["layer"]) if len(scored) else None,
                 probe_n=int(top["n"]),
                 probe_learnable=int(top["learnable"]),
             )
-            row["winner"] = "patchscope" if row["patchscope_best"] > row["probe_best"] else "probe"
+            row["winner"] = _winner(row["patchscope_best"], row["probe_best"] if len(scored) else None)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _winner(patchscope: float, probe: float | None) -> str:
+    """``"patchscope"``, ``"probe"``, ``"tie"``, or ``"none"`` where the probe cannot score (no object
+    seen in enough training folds to learn it): a comparison with it would say nothing."""
+    if probe is None:
+        return "none"
+    if patchscope == probe:
+        return "tie"
+    return "patchscope" if patchscope > probe else "probe"

@@ -10,6 +10,7 @@ from pathlib import Path
 from layerscope.cli.common import (
     add_action,
     add_batch_budget,
+    add_resume,
     emit,
     load_model,
     options,
@@ -18,7 +19,6 @@ from layerscope.cli.common import (
     status,
 )
 from layerscope.errors import LayerscopeError
-from layerscope.results.report import shorten
 
 TARGET_PRESETS = ("identity", "describe")
 
@@ -68,6 +68,8 @@ def cmd_patchscope(args: argparse.Namespace) -> None:
         progress=not args.json,
     )
     status(f"{len(table)} patched runs in {time.perf_counter() - start:.1f}s")
+    from layerscope.results.report import shorten
+
     readable = table.assign(
         top_token=[shorten(t, 14) for t in table["top_token"]], text=[shorten(t) for t in table["text"]]
     )
@@ -108,9 +110,12 @@ def _eval_next_token(args: argparse.Namespace) -> None:
     if not methods:
         raise LayerscopeError("--methods is empty: use patchscope,logit-lens,tuned-lens")
     positions = "all" if args.positions == "all" else _positive_int(args.positions, "--positions")
-    texts = read_texts(args.texts) if args.texts else None
-    if texts is not None and args.limit:
-        texts = texts[: args.limit]
+    from layerscope.datasets import corpus_split
+
+    # --limit applies to the default texts too (the held-out corpus lines), not only to --texts
+    texts = read_texts(args.texts) if args.texts else corpus_split()[1]
+    if args.limit is not None:
+        texts = texts[: _positive_int(str(args.limit), "--limit")]
     model = load_model(args)
     lens = None
     if "tuned_lens" in methods:
@@ -180,7 +185,17 @@ def _eval_attributes(args: argparse.Namespace) -> None:
         limit=limit,
         probe=not args.no_probe,
         on_relation=lambda name: status(f"relation {name} ..."),
-        **options(args, "source_layers", "target_layers", "max_new_tokens", "folds", "seed", "resume", "batch_budget"),
+        **options(
+            args,
+            "source_layers",
+            "target_layers",
+            "max_new_tokens",
+            "folds",
+            "seed",
+            "resume",
+            "restart",
+            "batch_budget",
+        ),
     )
     status(f"attribute extraction done in {time.perf_counter() - start:.1f}s")
     pairs, probe, summary = result["pairs"], result["probe"], result["summary"]
@@ -205,7 +220,7 @@ def _eval_describe(args: argparse.Namespace) -> None:
     result = eval_describe(
         model,
         limit=limit,
-        **options(args, "layers", "max_new_tokens", "seed", "resume", "batch_budget"),
+        **options(args, "layers", "max_new_tokens", "seed", "resume", "restart", "batch_budget"),
     )
     status(f"entity description done in {time.perf_counter() - start:.1f}s")
     per_layer = result["layers"]
@@ -232,8 +247,8 @@ def register(command) -> None:
         "entity-description prompt), or any prompt with the placeholder x.\n\n"
         "examples:\n"
         "  layerscope patchscope --source 'Alexander the Great' --target describe --source-layers ::3\n"
-        "  layerscope patchscope --source 'I visited Spain last year.' --position Spain \\\n"
-        "      --target 'The official currency of x is the' --source-layers 4,8,12 --target-layers 4,8,12\n"
+        "  layerscope patchscope --source 'I visited Italy last year.' --position Italy \\\n"
+        "      --target 'Japan: Tokyo; Britain: London; Russia: Moscow; x:' --source-layers 2,4,8   # ' Rome'\n"
         "  layerscope patchscope --source 'The Eiffel Tower' --target-model gemma3-270m --source-layers 10 \\\n"
         "      --target-layers 6 --target describe      # cross-model: an affine map fitted on shared text\n"
         "  layerscope patchscope --source 'The Eiffel Tower' --target-model gemma3-270m \\\n"
@@ -281,7 +296,7 @@ def register(command) -> None:
         "example:  layerscope eval next-token --positions 6 --out next_token.png",
     )
     q.add_argument("--texts", help="a text file, one passage per line (default: held-out shipped corpus lines)")
-    q.add_argument("--limit", type=int, help="use only the first N lines of --texts")
+    q.add_argument("--limit", type=int, help="use only the first N texts (of --texts, or of the default lines)")
     q.add_argument("--methods", default="patchscope,logit-lens,tuned-lens", help="comma-separated (default: all three)")
     q.add_argument("--positions", default="6", help="'all' or N positions per line (seeded sample; default: 6)")
     q.add_argument("--layers", default="all", help="source layers (default: all)")
@@ -311,7 +326,7 @@ def register(command) -> None:
     q.add_argument("--folds", type=int, default=3, help="probe cross-validation folds (default: 3)")
     q.add_argument("--no-probe", action="store_true", help="skip the probe baseline")
     q.add_argument("--seed", type=int, default=0, help="subject sampling / fold seed (default: 0)")
-    q.add_argument("--resume", help="checkpoint file (JSON lines): finished relations are skipped on a rerun")
+    add_resume(q, "finished relations are skipped")
     q.add_argument("--out", help="write a PNG heatmap of accuracy per (l, l*) (mean over relations) here")
     q.add_argument("--save-items", metavar="FILE", help="write every generated item here (.csv, .json or .parquet)")
     add_batch_budget(q)
@@ -330,7 +345,7 @@ def register(command) -> None:
     q.add_argument("--layers", default="::3", help="layers (default: every 3rd, '::3')")
     q.add_argument("--max-new-tokens", type=int, default=30, help="tokens generated (default: 30; paper: 50)")
     q.add_argument("--seed", type=int, default=0, help="entity sampling seed (default: 0)")
-    q.add_argument("--resume", help="checkpoint file (JSON lines): finished entities are skipped on a rerun")
+    add_resume(q, "finished entities are skipped")
     q.add_argument("--out", help="write a PNG of ROUGE-L vs layer here")
     q.add_argument(
         "--save-items", metavar="FILE", help="write every generated description here (.csv, .json or .parquet)"

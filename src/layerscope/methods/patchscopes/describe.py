@@ -56,6 +56,7 @@ def eval_describe(
     max_new_tokens: int = 30,
     seed: int = 0,
     resume: str | None = None,
+    restart: bool = False,
     entities_per_batch: int = 5,
     batch_budget: str | int | None = DEFAULT_BUDGET,
     progress: bool = False,
@@ -71,7 +72,7 @@ def eval_describe(
     chosen = _sample(rows, limit, seed)
     layer_list = resolve_layers(layers, model.n_layers)
     config = {"model": model.name, "limit": limit, "layers": layer_list, "max_new_tokens": max_new_tokens}
-    checkpoint = Checkpoint(resume, config)
+    checkpoint = Checkpoint(resume, config, restart=restart)
     todo = [r for r in chosen if not checkpoint.done(r["entity"])]
     # a few entities per batch, so that an interrupted run keeps what it finished (--resume)
     for start in range(0, len(todo), entities_per_batch):

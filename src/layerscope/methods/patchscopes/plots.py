@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from layerscope.results.figures import plt, save_figure
+from layerscope.results.figures import UNIT, integer_ticks, plt, save_figure, unit_interval
+
+BOUNDED = ("precision_at_1", "rouge_l", "accuracy")  # scores in [0, 1]: their axis is fixed to it
 
 
 def layer_curves(
@@ -22,6 +24,9 @@ def layer_curves(
             rows = rows.sort_values("layer")
             ax.plot(rows["layer"], rows[name], marker="o", markersize=3, label=str(method).replace("_", " "))
         ax.set_xlabel("source layer l")
+        integer_ticks(ax)
+        if name in BOUNDED:
+            unit_interval(ax)
         ax.set_ylabel(name.replace("_", " "))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -32,7 +37,7 @@ def pair_heatmap(pairs: pd.DataFrame, path: str | os.PathLike, title: str = "Acc
     """Heatmap of ``accuracy`` per (``source_layer``, ``target_layer``), averaged over ``relation``."""
     grid = pairs.groupby(["source_layer", "target_layer"])["accuracy"].mean().unstack("target_layer").sort_index()
     fig, ax = plt.subplots(figsize=(0.5 * grid.shape[1] + 3, 0.4 * grid.shape[0] + 2))
-    im = ax.imshow(grid.values, origin="lower", cmap="viridis", vmin=0, vmax=max(float(grid.values.max()), 1e-9))
+    im = ax.imshow(grid.values, origin="lower", cmap="viridis", **UNIT)  # accuracies: one fixed scale
     ax.set_xticks(range(grid.shape[1]), grid.columns.tolist(), fontsize=8)
     ax.set_yticks(range(grid.shape[0]), grid.index.tolist(), fontsize=8)
     for i in range(grid.shape[0]):
