@@ -168,7 +168,7 @@
       cell: (r, c) => {
         const x = cell.get(layers[r] + "," + positions[c]);
         if (!x) return null;
-        return { text: x.value.toFixed(1), value: x.value - corrupt,
+        return { text: C.fmt(x.value), value: x.value - corrupt,
           tip: [`layer ${x.layer}, position ${x.position} (${JSON.stringify(x.token)})`, `value   ${C.fmt(x.value)}`,
             `clean   ${C.fmt(clean)}`, `corrupt ${C.fmt(corrupt)}`, ...(x.skipped ? ["(shared prefix: no-op patch)"] : [])] };
       },
