@@ -75,7 +75,12 @@ def test_timings_and_the_other_views(page, shots):
     )
     timed_open(page, query, "#out-attend a.repro-link")
     page.screenshot(path=str(shots / "attend.png"), full_page=True)
-    timed_open(page, "view=metrics&limit=32&metrics=prompt_entropy,dataset_entropy,curvature", "#out-metrics a.repro-link")
+    from layerscope.models.registry import BUILTIN_MODELS
+
+    models = ",".join(n for n in ("smollm2-135m", "gemma3-270m") if BUILTIN_MODELS[n].is_installed())
+    query = f"view=metrics&limit=32&metrics=prompt_entropy,dataset_entropy,curvature&models={models}"
+    timed_open(page, query, "#out-metrics a.repro-link")
+    assert page.locator("#out-metrics svg.ls-lines").count() == 3
     page.screenshot(path=str(shots / "metrics.png"), full_page=True)
     _note(shots, "lens_10_tokens_s", lens)
     _note(shots, "patching_30x10_s", patching)

@@ -192,7 +192,7 @@
     series.push({ name: "top_prob", points: rows.map((r) => [r.layer, r.top_prob, `top ${JSON.stringify(r.top_token)}`]) });
     const from = ignoredFrom(rows);
     C.lines(el("div", {}, out), { title: `switch from layer k on (unswitched top token ${JSON.stringify(rows[0].clean_top_token)})`,
-      series, xLabel: "k", yLabel: "probability", yMin: 0, yMax: 1,
+      series, xLabel: "k", yLabel: "probability", yMin: 0, yMax: 1, xInteger: true,
       marks: from === null ? [] : [{ x: from, label: `ignored from k = ${from}` }] });
     el("p", {}, out, from === null ? "the switch is not ignored at the last layer" : `the switch is ignored from layer ${from} on`);
     repro(out, "attend", job);
@@ -208,7 +208,7 @@
     metrics.forEach((m) => {
       const series = models.map((name) => ({ name, points: job.rows.filter((r) => r.metric === m && r.model === name)
         .sort((a, b) => a.relative_depth - b.relative_depth).map((r) => [r.relative_depth, r.value, `depth ${r.depth}`]) }));
-      C.lines(el("div", {}, holder), { title: m, series, xLabel: "relative depth", yLabel: m, width: 460, height: 260 });
+      C.lines(el("div", {}, holder), { title: m, series, xLabel: "relative depth", yLabel: m, width: 560, height: 260 });
     });
     repro(out, "metrics", job);
   }
@@ -236,6 +236,9 @@
       e.preventDefault();
       if (f.dataset.view === "decode") runDecode(); else runView(f.dataset.view);
     }));
+    // the buttons stay disabled until the handlers are attached (a click before would submit the form natively)
+    document.querySelectorAll("form.controls button[type=submit]").forEach((b) => (b.disabled = false));
+    document.body.dataset.ready = "1";
     // a reproduce link: fill the view's form from the query and run it
     const view = page.searchParams.get("view");
     if (!view) return;

@@ -48,7 +48,11 @@
     return 0.299 * r + 0.587 * g + 0.114 * b > 140;
   }
   // a token as shown: spaces visible, newlines as \n
-  function showToken(s) { return String(s).replace(/\n/g, "\\n").replace(/ /g, "\u00a0"); }
+  // (byte-level BPE pieces, as some rows carry them, shown as text: "Ġ" space, "Ċ" newline)
+  function showToken(s) {
+    const text = String(s).replace(/\u0120/g, " ").replace(/\u010a/g, "\n").replace(/\n/g, "\\n");
+    return text.trim() === "" && text !== "" ? "\u00b7".repeat(text.length) : text.replace(/ /g, "\u00a0");
+  }
 
   // grid(container, spec): spec.rows / spec.cols: labels (rows drawn top to bottom as given);
   // spec.cell(r, c) -> {text, value, tip: [lines]} or null; spec.scale: "sequential" | "diverging";
@@ -96,7 +100,8 @@
   // spec.marks = [{x, label}] (vertical dashed lines); hover a point for its values.
   function lines(container, spec) {
     container.replaceChildren();
-    const W = spec.width || 640, H = spec.height || 300, L = 56, R = 16, T = 24, B = 42;
+    // the legend sits right of the plot, so that it never covers a curve
+    const W = spec.width || 640, H = spec.height || 300, L = 56, R = 140, T = 24, B = 42;
     const all = spec.series.flatMap((s) => s.points).filter((p) => Number.isFinite(p[1]));
     if (!all.length) { el("p", { class: "ls-empty" }, container, "no values"); return null; }
     let [x0, x1] = [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
@@ -110,7 +115,8 @@
     const svg = el("svg:svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "ls-lines" }, container);
     if (spec.title) el("svg:text", { x: L, y: 14, class: "ls-title" }, svg, spec.title);
     for (let i = 0; i <= 4; i++) {
-      const y = y0 + ((y1 - y0) * i) / 4, x = x0 + ((x1 - x0) * i) / 4;
+      const y = y0 + ((y1 - y0) * i) / 4;
+      const x = spec.xInteger ? Math.round(x0 + ((x1 - x0) * i) / 4) : x0 + ((x1 - x0) * i) / 4;
       el("svg:line", { x1: L, x2: W - R, y1: sy(y), y2: sy(y), class: "ls-gridline" }, svg);
       el("svg:text", { x: L - 6, y: sy(y) + 4, "text-anchor": "end", class: "ls-tick" }, svg, fmt(y));
       el("svg:text", { x: sx(x), y: H - B + 16, "text-anchor": "middle", class: "ls-tick" }, svg, fmt(x));
@@ -120,7 +126,7 @@
       "text-anchor": "middle", class: "ls-axis" }, svg, spec.yLabel || "");
     (spec.marks || []).forEach((m) => {
       el("svg:line", { x1: sx(m.x), x2: sx(m.x), y1: T, y2: H - B, class: "ls-mark" }, svg);
-      el("svg:text", { x: sx(m.x) + 4, y: T + 12, class: "ls-mark-label" }, svg, m.label);
+      el("svg:text", { x: sx(m.x) - 4, y: H - B - 6, "text-anchor": "end", class: "ls-mark-label" }, svg, m.label);
     });
     spec.series.forEach((s, i) => {
       const colour = s.colour || PALETTE[i % PALETTE.length];
@@ -133,8 +139,8 @@
           `${spec.yLabel || "y"} ${fmt(p[1])}`, ...(p[2] ? [p[2]] : [])]));
         dot.addEventListener("mouseleave", hideTip);
       });
-      el("svg:rect", { x: W - R - 150, y: T + 4 + 16 * i, width: 10, height: 10, fill: colour }, svg);
-      el("svg:text", { x: W - R - 136, y: T + 13 + 16 * i, class: "ls-legend-text" }, svg, s.name);
+      el("svg:rect", { x: W - R + 12, y: T + 4 + 16 * i, width: 10, height: 10, fill: colour }, svg);
+      el("svg:text", { x: W - R + 26, y: T + 13 + 16 * i, class: "ls-legend-text" }, svg, s.name);
     });
     return svg;
   }
