@@ -160,3 +160,33 @@ def test_cancel_a_long_run(browser, one_thread):
         page.locator('.job[data-view="patching"] .queued', has_text="cancelled").wait_for()
         assert page.locator("#out-patching td.ls-cell").count() == 0
         context.close()
+
+
+def test_the_report_charts_show_values_on_hover(browser, tmp_path, one_thread):
+    from layerscope.methods.lens import logit_lens
+    from layerscope.methods.patching import activation_patching
+    from layerscope.results.charts import lens_grid, patching_grid
+    from layerscope.results.report import Report
+
+    model = tiny("llama")
+    report = Report("charts")
+    report.chart(lens_grid(logit_lens(model, "the capital of france is", top_k=5), title="lens"))
+    table = activation_patching(model, "the capital of france is", "the capital of spain is", " paris", " madrid")
+    report.chart(patching_grid(table, title="patching"))
+    path = report.write(tmp_path / "report.html")
+    text = path.read_text()
+    import re
+
+    assert not re.search(r"(src|href)=[\"']?(https?:|//)", text) and "<script src" not in text  # self-contained
+    page = browser.new_page()
+    try:
+        page.goto(path.as_uri())
+        grids = page.locator("table.ls-grid")
+        assert grids.count() == 2
+        grids.nth(0).locator('tbody tr:first-child td[data-col="4"]').hover()
+        tip = page.locator(".ls-tooltip").inner_text().splitlines()
+        assert tip[0] == 'layer 3, position 4 ("is")' and len(tip) == 6
+        grids.nth(1).locator('tbody tr:first-child td[data-col="3"]').hover()
+        assert "corrupt" in page.locator(".ls-tooltip").inner_text()
+    finally:
+        page.close()

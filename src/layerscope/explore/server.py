@@ -37,12 +37,16 @@ STATIC = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "charts.js": "text/javascript; charset=utf-8",
+    "charts.css": "text/css; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
+#: the chart module is the demo report's too: it lives with the report, in layerscope.results
+SHARED = {"charts.js", "charts.css"}
 
 
 def static_text(name: str) -> str:
-    return resources.files("layerscope.explore").joinpath("static", name).read_text(encoding="utf-8")
+    package = "layerscope.results" if name in SHARED else "layerscope.explore"
+    return resources.files(package).joinpath("static", name).read_text(encoding="utf-8")
 
 
 class Lenses:

@@ -23,6 +23,7 @@ def shorten(text: str, width: int = 70) -> str:
 class Report:
     title: str
     parts: list[str] = field(default_factory=list)
+    charts: bool = False  # a chart was added: write() inlines the chart script and its CSS
 
     def section(self, heading: str, text: str = "") -> None:
         self.parts.append(f"<h2>{html.escape(heading)}</h2>")
@@ -36,6 +37,14 @@ class Report:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
 
+    def chart(self, spec: dict, caption: str = "") -> None:
+        """An interactive chart (hover values) of :mod:`layerscope.results.charts`, drawn by the same
+        script as ``layerscope explore``'s; the script is inlined once, so the file stays self-contained."""
+        from layerscope.results.charts import embed
+
+        self.charts = True
+        self.parts.append(f"<figure>{embed(spec)}<figcaption>{html.escape(caption)}</figcaption></figure>")
+
     def table(self, table: pd.DataFrame, max_rows: int = 60) -> None:
         self.parts.append(table.head(max_rows).to_html(index=False, float_format=lambda v: f"{v:.3f}"))
 
@@ -46,6 +55,12 @@ class Report:
             "figcaption{color:#555;font-size:13px}"
         )
         body = "\n".join(self.parts)
+        if self.charts:
+            from layerscope.results.charts import chart_css, chart_js
+
+            style += chart_css()
+            script = chart_js().replace("</", "<\\/")
+            body += f"\n<script>{script}</script>\n<script>LayerscopeCharts.renderAll(document)</script>"
         doc = (
             f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
             f"<style>{style}</style></head><body><h1>{html.escape(self.title)}</h1>\n{body}\n</body></html>\n"
