@@ -182,3 +182,10 @@ def test_one_run_at_a_time_per_model_and_cancel(model):
         call(server, f"/api/jobs/{third['job']}/cancel", {})
         assert wait(server, third["job"])["state"] == "cancelled"
         assert call(server, f"/api/jobs/{third['job']}/rows.json")[0] == 400
+
+
+def test_the_command_refuses_a_bad_port(capsys):
+    from layerscope.cli.main import main
+
+    assert main(["explore", "--port", "70000"]) == 2
+    assert "--port must be 0..65535" in capsys.readouterr().err

@@ -92,3 +92,37 @@ def _note(folder, key: str, seconds: float) -> None:
     notes[key] = round(seconds, 2)
     path.write_text(json.dumps(notes, indent=1) + "\n")
     print(f"{key}: {seconds:.2f} s")
+
+
+def test_the_explore_command_serves_the_paris_link(default_model):
+    """The real command in its own process: it prints the URL, serves the link, and stops on Ctrl-C."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    command = [sys.executable, "-m", "layerscope.cli.main", "explore", "--port", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        url = process.stdout.readline().strip()  # the command's one line of stdout, once the model is loaded
+        assert url.startswith("http://127.0.0.1:"), url
+        with sync_playwright() as playwright:
+            browser = launch(playwright)
+            try:
+                tab = browser.new_page()
+                tab.set_default_timeout(TIMEOUT_MS)
+                tab.goto(url.rstrip("/") + "/?view=lens&prompt=The%20capital%20of%20France%20is")
+                tab.locator("#out-lens a.repro-link").wait_for()
+                cell = tab.locator('#out-lens tbody tr:first-child td[data-col="4"]').inner_text()
+                assert cell.replace("\u00a0", " ") == " Paris"
+            finally:
+                browser.close()
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            assert process.wait(timeout=30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
