@@ -189,3 +189,16 @@ def test_the_command_refuses_a_bad_port(capsys):
 
     assert main(["explore", "--port", "70000"]) == 2
     assert "--port must be 0..65535" in capsys.readouterr().err
+
+
+def test_the_tuned_lens_switch(model, tmp_path, monkeypatch):
+    from layerscope.methods.lens import logit_lens
+    from layerscope.readout.lenses import TunedLens
+
+    monkeypatch.setenv("LAYERSCOPE_CACHE", str(tmp_path / "cache"))
+    with Explorer([model], port=0) as server:
+        job = run(server, "lens", {"prompt": PROMPT, "lens": "tuned"})
+    assert job["state"] == "done", job
+    expected = logit_lens(model, PROMPT, top_k=5, lens=TunedLens.cached(model))
+    assert job["rows"] == table_records(expected)
+    assert {row["method"] for row in job["rows"]} == {"tuned_lens"}
