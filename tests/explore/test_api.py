@@ -36,7 +36,7 @@ def test_lens_rows_are_the_library_rows(app, model):
     job = run(app, "lens", {"prompt": PROMPT})
     assert job["state"] == "done", job
     assert job["rows"] == table_records(logit_lens(model, PROMPT, top_k=5))
-    assert job["command"] == "layerscope lens 'the capital of france is' --model tiny-llama --json"
+    assert job["command"].startswith("layerscope lens 'the capital of france is' --top-k 5 --model tiny-llama --json")
 
 
 def test_decode_rows_are_the_patchscope_rows(app, model):
@@ -202,3 +202,27 @@ def test_the_tuned_lens_switch(model, tmp_path, monkeypatch):
     expected = logit_lens(model, PROMPT, top_k=5, lens=TunedLens.cached(model))
     assert job["rows"] == table_records(expected)
     assert {row["method"] for row in job["rows"]} == {"tuned_lens"}
+
+
+def test_the_command_line_shown_gives_the_same_rows(tmp_path_factory, capsys, one_thread):
+    """The page's command line, run: the lens rows but the prompt index, the patching rows to float rounding."""
+    import json
+    import shlex
+
+    import layerscope
+    from layerscope.cli.main import main
+    from tests.conftest import save_model_dir
+
+    folder = str(save_model_dir("llama", tmp_path_factory.mktemp("tiny-llama")))
+    loaded = layerscope.load(folder, progress=False)
+    patching = {"clean": PROMPT, "corrupt": "the capital of spain is", "answer": " paris", "wrong": " madrid"}
+    with Explorer([loaded], port=0) as server:
+        lens = run(server, "lens", {"prompt": PROMPT, "lens": "logit"})
+        sweep = run(server, "patching", patching)
+    for job, drop in ((lens, ["prompt"]), (sweep, [])):
+        argv = shlex.split(job["command"].split("  #")[0])[1:]
+        capsys.readouterr()
+        assert main(argv) == 0
+        rows = frame(json.loads(capsys.readouterr().out))
+        expected = frame(job["rows"]).drop(columns=drop)
+        pd.testing.assert_frame_equal(rows, expected, check_exact=False, atol=1e-5)

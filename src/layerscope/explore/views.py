@@ -91,9 +91,17 @@ def cli(*words: str) -> str:
 
 
 def model_args(model) -> list[str]:
-    from layerscope.models.registry import DEFAULT_MODEL
+    """``--model`` for the command line: a built-in name, else the folder or file it was loaded from."""
+    from pathlib import Path
 
-    return [] if model.name == DEFAULT_MODEL else ["--model", model.name]
+    from layerscope.models.registry import BUILTIN_MODELS, DEFAULT_MODEL
+
+    if model.name == DEFAULT_MODEL:
+        return []
+    source = str(getattr(model, "source", "") or "")
+    if model.name not in BUILTIN_MODELS and source and Path(source).exists():
+        return ["--model", source]
+    return ["--model", model.name]
 
 
 def single_call(function) -> Callable:
@@ -128,13 +136,9 @@ def plan_lens(model, params: dict, lenses) -> Planned:
         job.step(2, 2)
         return rows
 
-    command = cli("layerscope", "lens", prompt, *model_args(model), "--json")
-    if lens_name == "tuned":
-        command = (
-            "python -c 'import layerscope as ls; m = ls.load(); "
-            f"print(ls.lens.logit_lens(m, {prompt!r}, top_k=5, lens=ls.patchscopes.TunedLens.cached(m)))'"
-        )
-    return Planned(checked, work, command)
+    lens_args = ["--lens", "tuned"] if lens_name == "tuned" else []
+    command = cli("layerscope", "lens", prompt, "--top-k", "5", *lens_args, *model_args(model), "--json")
+    return Planned(checked, work, command + "  # the same rows but the prompt index")
 
 
 def plan_decode(model, params: dict) -> Planned:
