@@ -226,3 +226,19 @@ def test_the_command_line_shown_gives_the_same_rows(tmp_path_factory, capsys, on
         rows = frame(json.loads(capsys.readouterr().out))
         expected = frame(job["rows"]).drop(columns=drop)
         pd.testing.assert_frame_equal(rows, expected, check_exact=False, atol=1e-5)
+
+
+def test_cross_site_requests_are_refused(app):
+    import urllib.error
+    import urllib.request
+
+    base = app.url.rstrip("/")
+    body = b'{"view": "lens", "params": {"prompt": "the cat"}}'
+    form = urllib.request.Request(base + "/api/run", data=body, headers={"Content-Type": "text/plain"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(form, timeout=30)
+    assert refused.value.code == 415  # a cross-site form cannot send JSON without a preflight
+    rebound = urllib.request.Request(base + "/api/info", headers={"Host": "evil.example:8765"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(rebound, timeout=30)
+    assert refused.value.code == 403  # DNS rebinding: only loopback names

@@ -235,6 +235,14 @@ def _handler(app: Explorer):
         def _json(self, status: int, payload) -> None:
             self._send(status, json.dumps(payload).encode(), "application/json")
 
+        def _host_ok(self) -> bool:
+            # DNS rebinding: a page elsewhere may resolve its own name to 127.0.0.1; the browser then
+            # sends that name as Host. Without a token, only the loopback names are answered.
+            if app.token is not None:
+                return True
+            host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]")
+            return host in LOCAL_HOSTS
+
         def _allowed(self, query: dict) -> bool:
             if app.token is None:
                 return True
@@ -246,6 +254,9 @@ def _handler(app: Explorer):
             query = parse_qs(url.query)
             path = url.path
             try:
+                if not self._host_ok():
+                    self._json(403, {"error": "this server answers only to 127.0.0.1 / localhost"})
+                    return
                 if not self._allowed(query):
                     self._json(401, {"error": "this server needs its token: open the URL printed at its start"})
                     return
@@ -275,6 +286,8 @@ def _handler(app: Explorer):
                     raise NotFound(f"no such endpoint: {method} {path}")
             except NotFound as error:
                 self._json(404, {"error": str(error)})
+            except Unsupported as error:
+                self._json(415, {"error": str(error)})
             except TooLarge as error:
                 self._json(413, {"error": str(error)})
             except LayerscopeError as error:  # a refused request or a method's own error: a message
@@ -287,6 +300,9 @@ def _handler(app: Explorer):
                 length = int(self.headers.get("Content-Length") or 0)
             except ValueError:
                 raise views.RequestError("bad Content-Length") from None
+            # JSON only: a form on another site can POST text/plain without a CORS preflight, not JSON
+            if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
+                raise Unsupported("requests must be application/json")
             if length > MAX_BODY_BYTES:
                 raise TooLarge(f"the request is {length} bytes; the limit is {MAX_BODY_BYTES}")
             raw = self.rfile.read(length) if length > 0 else b""
@@ -305,4 +321,8 @@ def _handler(app: Explorer):
 
 
 class TooLarge(LayerscopeError):
+    pass
+
+
+class Unsupported(LayerscopeError):
     pass
