@@ -18,14 +18,22 @@ TIMEOUT_MS = 300_000
 
 
 @pytest.fixture(scope="module")
-def page(default_model, tmp_path_factory):
-    with Explorer([default_model], port=0) as app, sync_playwright() as playwright:
-        browser = launch(playwright)
+def browser():
+    # one Playwright per module: a second sync_playwright() inside the first one's loop is refused
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def page(default_model, browser):
+    with Explorer([default_model], port=0) as app:
         tab = browser.new_page(viewport={"width": 1400, "height": 900})
         tab.set_default_timeout(TIMEOUT_MS)
         tab.app = app
         yield tab
-        browser.close()
+        tab.close()
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +102,7 @@ def _note(folder, key: str, seconds: float) -> None:
     print(f"{key}: {seconds:.2f} s")
 
 
-def test_the_explore_command_serves_the_paris_link(default_model):
+def test_the_explore_command_serves_the_paris_link(default_model, browser, tmp_path):
     """The real command in its own process: it prints the URL, serves the link, and stops on Ctrl-C."""
     import os
     import signal
@@ -103,25 +111,25 @@ def test_the_explore_command_serves_the_paris_link(default_model):
 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     command = [sys.executable, "-m", "layerscope.cli.main", "explore", "--port", "0"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
     try:
         url = process.stdout.readline().strip()  # the command's one line of stdout, once the model is loaded
-        assert url.startswith("http://127.0.0.1:"), url
-        with sync_playwright() as playwright:
-            browser = launch(playwright)
-            try:
-                tab = browser.new_page()
-                tab.set_default_timeout(TIMEOUT_MS)
-                tab.goto(url.rstrip("/") + "/?view=lens&prompt=The%20capital%20of%20France%20is")
-                tab.locator("#out-lens a.repro-link").wait_for()
-                cell = tab.locator('#out-lens tbody tr:first-child td[data-col="4"]').inner_text()
-                assert cell.replace("\u00a0", " ") == " Paris"
-            finally:
-                browser.close()
+        assert url.startswith("http://127.0.0.1:"), f"{url!r}; stderr: {log.read_text()[-2000:]}"
+        tab = browser.new_page()
+        try:
+            tab.set_default_timeout(TIMEOUT_MS)
+            tab.goto(url.rstrip("/") + "/?view=lens&prompt=The%20capital%20of%20France%20is")
+            tab.locator("#out-lens a.repro-link").wait_for()
+            cell = tab.locator('#out-lens tbody tr:first-child td[data-col="4"]').inner_text()
+            assert cell.replace("\u00a0", " ") == " Paris"
+        finally:
+            tab.close()
     finally:
         process.send_signal(signal.SIGINT)
         try:
-            assert process.wait(timeout=30) == 0
+            assert process.wait(timeout=30) == 0, log.read_text()[-2000:]
         finally:
             if process.poll() is None:
                 process.kill()
