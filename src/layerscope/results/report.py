@@ -23,6 +23,7 @@ def shorten(text: str, width: int = 70) -> str:
 class Report:
     title: str
     parts: list[str] = field(default_factory=list)
+    charts: bool = False  # a chart was added: write() inlines the chart script and its CSS
 
     def section(self, heading: str, text: str = "") -> None:
         self.parts.append(f"<h2>{html.escape(heading)}</h2>")
@@ -40,6 +41,14 @@ class Report:
         """A visible warning under the current section (e.g. a demo setting too small to mean much)."""
         self.parts.append(f'<p class="caveat"><strong>Caveat:</strong> {html.escape(text)}</p>')
 
+    def chart(self, spec: dict, caption: str = "") -> None:
+        """An interactive chart (hover values) of :mod:`layerscope.results.charts`, drawn by the same
+        script as ``layerscope explore``'s; the script is inlined once, so the file stays self-contained."""
+        from layerscope.results.charts import embed
+
+        self.charts = True
+        self.parts.append(f"<figure>{embed(spec)}<figcaption>{html.escape(caption)}</figcaption></figure>")
+
     def table(self, table: pd.DataFrame, max_rows: int = 60) -> None:
         # in a scrolling box, so that a wide table never pushes the page wider than the screen
         shown = table.head(max_rows).copy()
@@ -56,6 +65,12 @@ class Report:
             ".caveat{background:#fff4e5;border-left:4px solid #e8a33d;padding:6px 10px}"
         )
         body = "\n".join(self.parts)
+        if self.charts:
+            from layerscope.results.charts import chart_css, chart_js
+
+            style += chart_css()
+            script = chart_js().replace("</", "<\\/")
+            body += f"\n<script>{script}</script>\n<script>LayerscopeCharts.renderAll(document)</script>"
         doc = (
             f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
             f"<style>{style}</style></head><body><h1>{html.escape(self.title)}</h1>\n{body}\n</body></html>\n"

@@ -28,9 +28,15 @@ def section_attend(model, report, out_dir: Path) -> list[dict]:
         example["answers"],
     )
     keys = [attend.answer_key(a) for a in example["answers"]]
-    report.image(switch_curves(table, out_dir / "attend_switch.png", title="Spain/France/Italy switch"))
-    report.table(table[["layer", "top_token", *keys, "ignored"]])
+    from layerscope.results.charts import lines
+
+    switch_curves(table, out_dir / "attend_switch.png", title="Spain/France/Italy switch")  # the PNG, for papers
     ignored = attend.ignored_from(table)
+    curves = {key: list(zip(table["layer"], table[key], strict=True)) for key in keys}
+    marks = [] if ignored is None else [{"x": ignored, "label": f"ignored from k = {ignored}"}]
+    spec = lines(curves, "k", "probability", "Spain/France/Italy switch", marks=marks, yMin=0, yMax=1, xInteger=True)
+    report.chart(spec, "p(answer) against k (hover a point)")
+    report.table(table[["layer", "top_token", *keys, "ignored"]])
     rows = [
         {
             "section": "attend_switch",

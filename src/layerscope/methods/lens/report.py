@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from layerscope.results.charts import lens_grid
 from layerscope.results.report import Report
 
 DEMO_PROMPTS = ["The capital of France is", "The Eiffel Tower is located in the city of"]
@@ -20,9 +21,11 @@ def section_logit_lens(model, report: Report, out_dir: Path) -> list[dict]:
         "unembedding. The last layer is the model's own prediction.",
     )
     for i, prompt in enumerate(DEMO_PROMPTS):
-        table = logit_lens(model, prompt)
-        path = lens_heatmap(table, out_dir / f"lens_{i}.png", title=f"Logit lens: {prompt!r}")
-        report.image(path, prompt)
+        table = logit_lens(model, prompt, top_k=5)
+        top = table[table["rank"] == 0]
+        lens_heatmap(top, out_dir / f"lens_{i}.png", title=f"Logit lens: {prompt!r}")  # the PNG, for papers
+        report.chart(lens_grid(table, title=f"Logit lens: {prompt!r}"), f"{prompt} (hover a cell for its top 5)")
+        table = top
         last = table[table["position"] == table["position"].max()][["layer", "top_token", "prob"]]
         report.table(last.sort_values("layer", ascending=False).head(12))
         final = last.sort_values("layer").iloc[-1]

@@ -21,8 +21,10 @@ def section_patching(model, report, out_dir: Path) -> list[dict]:
         f"into the corrupt run; the value is logit({answer!r}) - logit({wrong!r}) at the last position "
         f"(clean {table['clean_value'].iloc[0]:.2f}, corrupt {table['corrupt_value'].iloc[0]:.2f}).",
     )
-    path = patching_heatmap(table, out_dir / "patching.png", title="Activation patching: resid_post")
-    report.image(path, "patching grid (layer x position)")
+    from layerscope.results.charts import patching_grid
+
+    patching_heatmap(table, out_dir / "patching.png", title="Activation patching: resid_post")  # the PNG, for papers
+    report.chart(patching_grid(table, title="Activation patching: resid_post"), "patching grid (hover a cell)")
     best = table.loc[table.groupby("layer")["value"].idxmax()].sort_values("layer", ascending=False)
     report.table(best[["layer", "position", "token", "value"]].head(12))
     return [
