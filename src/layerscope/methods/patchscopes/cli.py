@@ -96,7 +96,35 @@ def _cross_model(args: argparse.Namespace, model):
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    {"next-token": _eval_next_token, "attributes": _eval_attributes, "describe": _eval_describe}[args.action](args)
+    {
+        "next-token": _eval_next_token,
+        "attributes": _eval_attributes,
+        "describe": _eval_describe,
+        "multihop": _eval_multihop,
+    }[args.action](args)
+
+
+def _eval_multihop(args: argparse.Namespace) -> None:
+    from layerscope.methods.patchscopes.multihop import eval_multihop, load_two_hop
+
+    limit = None if args.limit == "all" else _positive_int(args.limit, "--limit")
+    facts = load_two_hop(limit)
+    model = load_model(args)
+    status(f"multi-hop Patchscope on {len(facts)} two-hop facts ...")
+    start = time.perf_counter()
+    result = eval_multihop(
+        model, facts, **options(args, "source_layers", "target_layers", "max_new_tokens", "batch_budget")
+    )
+    s = result["summary"].iloc[0]
+    status(f"done in {time.perf_counter() - start:.1f}s")
+    status(
+        f"end to end {s['end_to_end_accuracy']:.3f}, hop 1 {s['hop1_accuracy']:.3f}, hop 2 {s['hop2_accuracy']:.3f}; "
+        f"of the {s['wrong_end_to_end']} questions wrong end to end, patching fixes {s['fixed_at_best_pair']:.3f} "
+        f"at the best pair {s['best_pair']} and {s['fixed_at_any_pair']:.3f} at some pair"
+    )
+    _save_items(result["items"], args.save_items)
+    pairs = result["pairs"]
+    emit(pairs, args, pairs[["source_layer", "target_layer", "accuracy", "fixed", "n"]].to_string(index=False))
 
 
 def _eval_next_token(args: argparse.Namespace) -> None:
@@ -139,6 +167,7 @@ def _eval_next_token(args: argparse.Namespace) -> None:
         seed=args.seed,
         batch_budget=args.batch_budget,
         progress=not args.json,
+        recipe=args.recipe,
     )
     status(
         f"evaluated {int(table['n'].iloc[0])} positions x {table['layer'].nunique()} layers in "
@@ -180,6 +209,7 @@ def _eval_attributes(args: argparse.Namespace) -> None:
         limit=limit,
         probe=not args.no_probe,
         on_relation=lambda name: status(f"relation {name} ..."),
+        recipe=args.recipe,
         **options(args, "source_layers", "target_layers", "max_new_tokens", "folds", "seed", "resume", "batch_budget"),
     )
     status(f"attribute extraction done in {time.perf_counter() - start:.1f}s")
@@ -263,7 +293,8 @@ def register(command) -> None:
         "examples:\n"
         "  layerscope eval next-token --methods patchscope,logit-lens,tuned-lens --out next_token.png\n"
         "  layerscope eval attributes --limit 5 --source-layers ::6 --target-layers ::6 --out pairs.png\n"
-        "  layerscope eval describe --limit 20 --layers ::3 --out rouge.png",
+        "  layerscope eval describe --limit 20 --layers ::3 --out rouge.png\n"
+        "  layerscope eval multihop --limit 10",
     )
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
@@ -287,6 +318,12 @@ def register(command) -> None:
     q.add_argument("--layers", default="all", help="source layers (default: all)")
     q.add_argument("--tuned-lens", help="a tuned-lens file: loaded if it exists, else the fitted lens is saved there")
     q.add_argument("--seed", type=int, default=0, help="position sampling seed (default: 0)")
+    q.add_argument(
+        "--recipe",
+        default="paper",
+        choices=["paper", "authors"],
+        help="position sampling: paper = positions 1..T-1 (default); authors = 0..T-2 (their notebooks)",
+    )
     q.add_argument("--out", help="write a PNG of Precision@1 and Surprisal vs layer here")
     add_batch_budget(q)
 
@@ -310,10 +347,36 @@ def register(command) -> None:
     q.add_argument("--max-new-tokens", type=int, default=20, help="tokens generated per run (default: 20)")
     q.add_argument("--folds", type=int, default=3, help="probe cross-validation folds (default: 3)")
     q.add_argument("--no-probe", action="store_true", help="skip the probe baseline")
+    q.add_argument(
+        "--recipe",
+        default="paper",
+        choices=["paper", "authors"],
+        help="paper: every sampled subject and layer (default); authors: only subjects the model completes "
+        "unpatched, and no last layer (their notebooks)",
+    )
     q.add_argument("--seed", type=int, default=0, help="subject sampling / fold seed (default: 0)")
     q.add_argument("--resume", help="checkpoint file (JSON lines): finished relations are skipped on a rerun")
     q.add_argument("--out", help="write a PNG heatmap of accuracy per (l, l*) (mean over relations) here")
     q.add_argument("--save-items", metavar="FILE", help="write every generated item here (.csv, .json or .parquet)")
+    add_batch_budget(q)
+
+    q = add_action(
+        sub,
+        "multihop",
+        cmd_eval,
+        "multi-hop (CoT) Patchscope: hop 1's answer state patched into hop 2, vs the end-to-end question",
+        "For each shipped two-hop fact (e.g. 'The capital city of the country where the Eiffel Tower is\n"
+        "located is'), resid_post[l] at the last token of hop 1 ('The Eiffel Tower is located in the country\n"
+        "of') is patched into the x of hop 2 ('The capital city of x is') at l*; correct if the answer appears\n"
+        "in the generated tokens. Reports how often patching fixes a question the model gets wrong end to\n"
+        "end, beside the end-to-end, hop-1 and hop-2 baselines.\n\n"
+        "example:  layerscope eval multihop --limit 10 --source-layers ::6 --target-layers ::6",
+    )
+    q.add_argument("--limit", default="all", help="the first N two-hop facts, or 'all' (default: all)")
+    q.add_argument("--source-layers", default="::6", help="l (default: every 6th layer, '::6')")
+    q.add_argument("--target-layers", default="::6", help="l* (default: every 6th layer, '::6'; 'same': l* = l)")
+    q.add_argument("--max-new-tokens", type=int, default=8, help="tokens generated per run (default: 8)")
+    q.add_argument("--save-items", metavar="FILE", help="write every patched item here (.csv, .json or .parquet)")
     add_batch_budget(q)
 
     q = add_action(
