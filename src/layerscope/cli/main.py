@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from layerscope.cli import basic, demo, rerun
+from layerscope.cli import basic, claims, demo, rerun
 from layerscope.cli.common import add_common_options
 from layerscope.engine.chunking import parse_budget
 from layerscope.errors import LayerscopeError
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in METHODS:
         cli_module(name).register(adder(name))
     rerun.register(adder(None))
+    claims.register(adder(None))
     demo.register(adder(None))
     return parser
 
