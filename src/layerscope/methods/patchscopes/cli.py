@@ -18,6 +18,7 @@ from layerscope.cli.common import (
     status,
 )
 from layerscope.errors import LayerscopeError
+from layerscope.methods.patchscopes import cli_multihop as multihop_cli
 from layerscope.results.report import shorten
 
 TARGET_PRESETS = ("identity", "describe")
@@ -100,31 +101,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         "next-token": _eval_next_token,
         "attributes": _eval_attributes,
         "describe": _eval_describe,
-        "multihop": _eval_multihop,
+        "multihop": multihop_cli.run,
     }[args.action](args)
-
-
-def _eval_multihop(args: argparse.Namespace) -> None:
-    from layerscope.methods.patchscopes.multihop import eval_multihop, load_two_hop
-
-    limit = None if args.limit == "all" else _positive_int(args.limit, "--limit")
-    facts = load_two_hop(limit)
-    model = load_model(args)
-    status(f"multi-hop Patchscope on {len(facts)} two-hop facts ...")
-    start = time.perf_counter()
-    result = eval_multihop(
-        model, facts, **options(args, "source_layers", "target_layers", "max_new_tokens", "batch_budget")
-    )
-    s = result["summary"].iloc[0]
-    status(f"done in {time.perf_counter() - start:.1f}s")
-    status(
-        f"end to end {s['end_to_end_accuracy']:.3f}, hop 1 {s['hop1_accuracy']:.3f}, hop 2 {s['hop2_accuracy']:.3f}; "
-        f"of the {s['wrong_end_to_end']} questions wrong end to end, patching fixes {s['fixed_at_best_pair']:.3f} "
-        f"at the best pair {s['best_pair']} and {s['fixed_at_any_pair']:.3f} at some pair"
-    )
-    _save_items(result["items"], args.save_items)
-    pairs = result["pairs"]
-    emit(pairs, args, pairs[["source_layer", "target_layer", "accuracy", "fixed", "n"]].to_string(index=False))
 
 
 def _eval_next_token(args: argparse.Namespace) -> None:
@@ -360,24 +338,7 @@ def register(command) -> None:
     q.add_argument("--save-items", metavar="FILE", help="write every generated item here (.csv, .json or .parquet)")
     add_batch_budget(q)
 
-    q = add_action(
-        sub,
-        "multihop",
-        cmd_eval,
-        "multi-hop (CoT) Patchscope: hop 1's answer state patched into hop 2, vs the end-to-end question",
-        "For each shipped two-hop fact (e.g. 'The capital city of the country where the Eiffel Tower is\n"
-        "located is'), resid_post[l] at the last token of hop 1 ('The Eiffel Tower is located in the country\n"
-        "of') is patched into the x of hop 2 ('The capital city of x is') at l*; correct if the answer appears\n"
-        "in the generated tokens. Reports how often patching fixes a question the model gets wrong end to\n"
-        "end, beside the end-to-end, hop-1 and hop-2 baselines.\n\n"
-        "example:  layerscope eval multihop --limit 10 --source-layers ::6 --target-layers ::6",
-    )
-    q.add_argument("--limit", default="all", help="the first N two-hop facts, or 'all' (default: all)")
-    q.add_argument("--source-layers", default="::6", help="l (default: every 6th layer, '::6')")
-    q.add_argument("--target-layers", default="::6", help="l* (default: every 6th layer, '::6'; 'same': l* = l)")
-    q.add_argument("--max-new-tokens", type=int, default=8, help="tokens generated per run (default: 8)")
-    q.add_argument("--save-items", metavar="FILE", help="write every patched item here (.csv, .json or .parquet)")
-    add_batch_budget(q)
+    multihop_cli.add(sub, cmd_eval)
 
     q = add_action(
         sub,
