@@ -67,3 +67,20 @@ def test_claims_cli(capsys, tmp_path):
     folder = save_model_dir("llama", tmp_path)
     code, out, err = run_cli(capsys, "claims", "--model", folder, "--methods", "layer_by_layer")
     assert code == 0 and "an intermediate layer beats the last" in out and "measured" in out
+
+
+def test_loops_claims_equal_the_method_calls():
+    from layerscope.methods.loops import load_oracle_task, self_verification, verification_summary
+
+    model = tiny("llama")
+    table = claims_table(model, claims(["loops"]))
+    L = model.n_layers
+    task = load_oracle_task("arithmetic", model, n=24)
+    rows = self_verification(model, task, loops=(1, 2), probe_layers=sorted({L // 2, L - 1}), folds=3, progress=False)
+    summary = verification_summary(rows).sort_values("loops")
+    tp, sv, rr = (summary[c].max() for c in ("P_TP", "P_SV", "sup_P_RR"))
+    row = row_of(table, "Loop as a bridge", "sup P_TP")
+    assert row["holds"] == (tp <= sv <= rr) and row["value"] == pytest.approx(rr - tp)
+    gaps = (summary["sup_P_RR"] - summary["P_SV"]).tolist()
+    row = row_of(table, "Loop as a bridge", "more loops")
+    assert row["value"] == pytest.approx(gaps[-1] - gaps[0]) and row["holds"] == (gaps[-1] < gaps[0])

@@ -30,8 +30,9 @@ def register(command) -> None:
         cmd_claims,
         "each paper's headline claim beside what we measure on the model",
         "Runs the measurement behind each headline claim of the four papers (Layer by Layer, Patchscopes,\n"
-        "Attend first) through the methods' API and prints the claim, what we measure and whether it holds\n"
-        "on this model. --scale quick (default) uses small samples and a layer stride; full the whole data.\n\n"
+        "Attend first, Loop as a bridge) through the methods' API and prints the claim, what we measure and\n"
+        "whether it holds on this model. --scale quick (default) uses small samples and a layer stride;\n"
+        "full, the whole data.\n\n"
         "example:  layerscope claims --methods attend",
     )
     p.add_argument(
