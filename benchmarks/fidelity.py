@@ -1,11 +1,11 @@
 """``--recipe authors`` against the authors' formulas on the default model: the max difference per check.
 
 Layer by Layer: :func:`representation_metrics` with ``recipe="authors"`` vs the authors' formulas in
-NumPy (``tests/methods/layer_by_layer/test_recipes.py``) on HF's own ``hidden_states`` of each
+NumPy (``tests/methods/layer_by_layer/test_layer_by_layer_recipes.py``) on HF's own ``hidden_states`` of each
 prompt run alone (the last after the final norm), at every depth; beside it the paper recipe's
 distance from the same formulas (what the recipe changes).  Attend first: ``sweep_task`` with
 ``recipe="authors"`` vs the authors' freeze (input of block k-1) and all-position skip written as
-raw hooks (``tests/methods/attend/test_recipes.py``), answer probability at every k.
+raw hooks (``tests/methods/attend/test_attend_recipes.py``), answer probability at every k.
 
     python benchmarks/fidelity.py [--texts 24] [--items 4]
 """
@@ -24,8 +24,8 @@ from layerscope.augment import augment_views
 from layerscope.datasets import load_corpus
 from layerscope.methods.layer_by_layer import representation_metrics
 from tests.helpers import hf_logits, with_hooks
-from tests.methods.attend.test_recipes import all_position_skip_hooks, authors_freeze_hooks
-from tests.methods.layer_by_layer.test_recipes import (
+from tests.methods.attend.test_attend_recipes import all_position_skip_hooks, authors_freeze_hooks
+from tests.methods.layer_by_layer.test_layer_by_layer_recipes import (
     clamped_entropy,
     hf_states,
     normalise_tokens,
