@@ -150,3 +150,19 @@ def test_knob_errors():
         parse_ks("0")
     with pytest.raises(LayerscopeError):
         knobs(last_depth="middle")
+
+
+def test_authors_lidar_reads_normalized_mean_views():
+    from layerscope.metrics import lidar
+
+    model = tiny("llama")
+    table = representation_metrics(
+        model, TEXTS, ["lidar"], recipe="authors", n_augmentations=3, lidar_limit=5, progress=False
+    )
+    depths = range(model.n_layers + 1)
+    views = []
+    for texts in augment_views(TEXTS[:5], 3, seed=1):
+        per = hf_states(model, texts)
+        views.append(torch.tensor(np.stack([[normalise_tokens(s[d]).mean(axis=0) for s in per] for d in depths])))
+    expected = lidar(torch.stack(views, dim=2), normalization="max").numpy()  # [L + 1, N, K, D]
+    np.testing.assert_allclose(table.sort_values("depth")["value"], expected, rtol=1e-4, atol=1e-5)
