@@ -50,7 +50,7 @@ def test_a_method_package_has_api_cli_plots_and_report(method):
 def test_the_demo_reads_the_registry():
     from layerscope.cli import demo
 
-    assert demo.sections() == demo_sections()
+    assert demo.sections() == [*demo_sections(), ("claims", demo.section_claims)]  # the claims close the demo
     names = [name for name, _ in demo_sections()]
     assert names[0] == "logit lens" and names[-1] == "activation patching"
 

@@ -11,15 +11,19 @@ import argparse
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from layerscope.cli.common import emit, load_model, status
 
+if TYPE_CHECKING:  # the report imports pandas: only when the demo runs
+    from layerscope.results.report import Report
+
 
 def sections() -> list[tuple[str, Callable]]:
-    """The demo's sections in order: every registered method's ``DEMO_SECTIONS``."""
+    """The demo's sections in order: every registered method's ``DEMO_SECTIONS``, then the claims."""
     from layerscope.methods import demo_sections
 
-    return demo_sections()
+    return [*demo_sections(), ("claims", section_claims)]
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -73,6 +77,23 @@ def _describe(row: dict) -> str:
         else:
             parts.append(f"{key} {value}")
     return ", ".join(parts)
+
+
+def section_claims(model, report: Report, out_dir: Path) -> list[dict]:
+    """The "Claims" section: each paper's headline claim beside what we measure (quick scale)."""
+    from layerscope.cli.claims import claims_rows
+
+    table = claims_rows(model)
+    report.section(
+        "Claims",
+        "Each paper's headline claim beside what we measure on this model (`layerscope claims`; small "
+        "samples and a layer stride, `--scale full` for the whole data).",
+    )
+    report.table(table[["paper", "claim", "measured", "holds"]])
+    return [
+        {"section": "claims", "metric": row.claim, "value": row.value, "note": row.measured}
+        for row in table.itertuples()
+    ]
 
 
 def register(command) -> None:

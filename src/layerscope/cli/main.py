@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from layerscope.cli import basic, demo, explore, rerun
+from layerscope.cli import basic, claims, demo, explore, rerun
 from layerscope.cli.common import add_common_options
 from layerscope.errors import LayerscopeError
 from layerscope.methods import METHODS, cli_module
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         cli_module(name).register(adder(name))
     rerun.register(adder(None))
     explore.register(adder(None))
+    claims.register(adder(None))
     demo.register(adder(None))
     return parser
 

@@ -17,7 +17,7 @@ from types import ModuleType
 #: registered methods, in the order of ``layerscope --help`` and of the demo's sections
 METHODS: tuple[str, ...] = ("lens", "layer_by_layer", "patchscopes", "attend", "loops", "patching")
 
-__all__ = ["METHODS", "cli_module", "demo_sections", "method"]
+__all__ = ["METHODS", "claims", "cli_module", "demo_sections", "method"]
 
 
 def method(name: str) -> ModuleType:
@@ -39,4 +39,20 @@ def demo_sections() -> list[tuple[str, Callable]]:
     for name in METHODS:
         report = importlib.import_module(f"layerscope.methods.{name}.report")
         found += list(report.DEMO_SECTIONS)
+    return found
+
+
+def claims(names: tuple[str, ...] | list[str] | None = None) -> list:
+    """The headline claims (:class:`layerscope.results.claims.Claim`) of the methods ``names`` (default:
+    every registered method with a ``claims`` module), in registry order."""
+    found: list = []
+    for name in METHODS if names is None else names:
+        method(name)
+        try:
+            module = importlib.import_module(f"layerscope.methods.{name}.claims")
+        except ModuleNotFoundError as error:
+            if error.name != f"layerscope.methods.{name}.claims":
+                raise
+            continue
+        found += list(module.CLAIMS)
     return found

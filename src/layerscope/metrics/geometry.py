@@ -12,6 +12,11 @@ prompts:
   curvature is ``mean_k angle(z_k, z_{k+1})`` for ``k = 1 .. T-1``.  Needs
   ``T >= 2``; shorter prompts are skipped.
 
+``k`` (k-step curvature, default 1) takes steps of ``k`` tokens: ``v_t = z_{t+k} - z_t`` and
+``angle(v_t, v_{t+k})`` ("paper"; needs ``T >= 2k + 1``), or ``angle(z_t, z_{t+k})``
+("token-angle"; needs ``T >= k + 1``), averaged over every start ``t``.  ``k = 1`` is the
+definition above; the authors report k = 1, 2, 5.
+
 Angles are in radians in ``[0, pi]``, computed as
 ``2 * atan2(|a/|a| - b/|b||, |a/|a| + b/|b||)``, which equals
 ``arccos(a.b / (|a||b|))`` but stays accurate near 0 and pi (plain arccos of a
@@ -60,6 +65,7 @@ def curvature(
     mask: Tensor | None = None,
     variant: CurvatureVariant = "paper",
     *,
+    k: int = 1,
     reduction: Literal["mean", "none"] = "mean",
 ) -> Tensor:
     """Average curvature of the token trajectories of a batch of prompts.
@@ -70,6 +76,7 @@ def curvature(
         variant: ``"paper"`` (angle between consecutive difference vectors) or
             ``"token-angle"`` (angle between consecutive centred, normalised
             tokens; authors' code).  See the module docstring.
+        k: step length in tokens (k-step curvature; 1 = consecutive tokens).
         reduction: ``"mean"`` -> mean over prompts with at least one defined
             angle, ``[...]``; ``"none"`` -> per-prompt ``[..., B]`` (NaN for
             skipped prompts).
@@ -78,6 +85,8 @@ def curvature(
         ``[...]`` (or ``[..., B]``) float64 radians.
     """
     states, mask = check_states_mask(states, mask)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be an int >= 1, got {k!r}")
     if variant == "token-angle":
         states = center_and_normalize_tokens(states, mask)
     elif variant != "paper":
@@ -85,13 +94,13 @@ def curvature(
     z, cmask = compact_tokens(states, mask)  # real tokens first: [..., B, T, D], [B, T]
 
     if variant == "paper":
-        v = z[..., 1:, :] - z[..., :-1, :]  # [..., B, T-1, D]
-        vmask = cmask[:, 1:]  # v_k valid iff token k+1 is real
-        angles = vector_angle(v[..., :-1, :], v[..., 1:, :])  # [..., B, T-2]
-        amask = vmask[:, 1:]  # both v_k and v_{k+1} valid
+        v = z[..., k:, :] - z[..., :-k, :]  # [..., B, T-k, D]
+        vmask = cmask[:, k:]  # v_t valid iff token t+k is real
+        angles = vector_angle(v[..., :-k, :], v[..., k:, :])  # [..., B, T-2k]
+        amask = vmask[:, k:]  # both v_t and v_{t+k} valid
     else:
-        angles = vector_angle(z[..., :-1, :], z[..., 1:, :])  # [..., B, T-1]
-        amask = cmask[:, 1:]
+        angles = vector_angle(z[..., :-k, :], z[..., k:, :])  # [..., B, T-k]
+        amask = cmask[:, k:]
 
     defined = amask & ~torch.isnan(angles)  # [..., B, K] (broadcast)
     zero = torch.zeros((), dtype=angles.dtype, device=angles.device)

@@ -103,7 +103,8 @@ def test_representation_metrics_match_independent_states(arch):
     table = representation_metrics(
         model, TEXTS, METRIC_NAMES, normalization="max", n_augmentations=3, lidar_limit=5, batch_size=3, progress=False
     )
-    assert list(table.columns) == ["model", "method", "depth", "relative_depth", "metric", "value"]
+    assert list(table.columns)[:6] == ["model", "method", "depth", "relative_depth", "metric", "value"]
+    assert set(table["recipe"]) == {"paper"} and set(table["pooling"]) == {"mean"}
     assert len(table) == len(METRIC_NAMES) * (model.n_layers + 1)
     got = {m: torch.tensor(g.sort_values("depth")["value"].to_numpy()) for m, g in table.groupby("metric")}
 
@@ -186,7 +187,8 @@ def test_metrics_cli_json(capsys, model_dir, tmp_path):
     )
     rows = json.loads(out)
     assert code == 0 and png.read_bytes()[:4] == b"\x89PNG"
-    assert set(rows[0]) == {"model", "method", "depth", "relative_depth", "metric", "value"}
+    knobs = {"recipe", "pooling", "clamp_gram", "curvature", "curvature_k", "dime_normalization", "last_depth"}
+    assert set(rows[0]) == {"model", "method", "depth", "relative_depth", "metric", "value", *knobs}
     assert {r["metric"] for r in rows} == {
         "prompt_entropy",
         "dataset_entropy",

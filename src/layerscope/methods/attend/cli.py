@@ -44,6 +44,9 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         "every_layer": args.every_layer,
         "match": args.match,
         "batch_budget": args.batch_budget,
+        "recipe": args.recipe,
+        "freeze_index": args.freeze_index,
+        "skip_positions": args.skip_positions,
     }
     checkpoint = Checkpoint(args.resume, config, restart=args.restart) if args.resume else None
     if checkpoint is not None and len(checkpoint):
@@ -60,6 +63,9 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         layers,
         checkpoint=checkpoint,
         **options(args, "positions", "seed", "every_layer", "match", "batch_budget", "task"),
+        recipe=args.recipe,
+        freeze_index=args.freeze_index,
+        skip_positions=args.skip_positions,
     )
     status(f"done in {time.perf_counter() - start:.1f}s")
     clean = float(table["clean_accuracy"].iloc[0])
@@ -96,9 +102,10 @@ def cmd_switch(args: argparse.Namespace) -> None:
         args.source_position,
         answers,
         args.layers,
-        every_layer=not args.once,
+        every_layer=None if args.once is None else not args.once,
         batch_budget=args.batch_budget,
         progress=not args.json,
+        recipe=args.recipe,
     )
     baselines = {c[len("clean_") :]: table[c].iloc[0] for c in table.columns if c.startswith("clean_p_")}
     clean = ", ".join(f"{k} {v:.3f}" for k, v in baselines.items())
@@ -115,6 +122,16 @@ def cmd_switch(args: argparse.Namespace) -> None:
         status(f"wrote {switch_curves(table, args.out, title=f'Switch {args.position!r} -> {args.source_position!r}')}")
     columns = ["layer", "top_token"] + [c for c in table.columns if c.startswith("p_")]
     emit(table[columns + ["top_prob", "ignored"]], args)
+
+
+def _add_recipe(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--recipe",
+        default="paper",
+        choices=["paper", "authors"],
+        help="paper: the paper's text (default); authors: the authors' llama_manipulate.py (switch once, "
+        "their freeze index, skip-attention at all positions); each knob overrides it; rows record it",
+    )
 
 
 def register(command) -> None:
@@ -184,6 +201,18 @@ def register(command) -> None:
         default=0.1,
         help="report the layer from which accuracy >= (1 - tolerance) x clean (default: 0.1)",
     )
+    _add_recipe(s)
+    s.add_argument(
+        "--freeze-index",
+        choices=["ours", "authors"],
+        help="ours: freeze resid_pre[k] (paper); authors: their k saves the input of block k-1 = our "
+        "freeze at k-1, no k = 0 (default: the recipe's)",
+    )
+    s.add_argument(
+        "--skip-positions",
+        choices=["previous", "all"],
+        help="skip-attention at every token but the last (paper: --positions) or at all tokens (authors)",
+    )
     s.add_argument("--out", help="write a PNG with one accuracy curve (and answer probability) per manipulation")
     add_resume(s, "finished item groups are not redone")
 
@@ -208,5 +237,11 @@ def register(command) -> None:
     w.add_argument(
         "--answers", default="", help='comma-separated continuations with their leading space, e.g. " Paris"," Rome"'
     )
-    w.add_argument("--once", action="store_true", help="patch at resid_pre[k] only (default: every layer >= k)")
+    w.add_argument(
+        "--once",
+        action="store_true",
+        default=None,
+        help="patch at resid_pre[k] only (the authors' switch; default: every layer >= k, or the recipe's)",
+    )
+    _add_recipe(w)
     w.add_argument("--out", help="write a PNG of the answers' probabilities per k")

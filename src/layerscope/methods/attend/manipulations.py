@@ -12,11 +12,21 @@ from layerscope.methods.attend.tasks import canonical_manipulation
 
 
 def manipulation(
-    name: str, layer: int, *, positions: PositionSpec = "previous", seed: int = 0, every_layer: bool = False
+    name: str,
+    layer: int,
+    *,
+    positions: PositionSpec = "previous",
+    seed: int = 0,
+    every_layer: bool = False,
+    freeze_index: str = "ours",
+    skip_positions: PositionSpec | None = None,
 ) -> list[Intervention]:
     """The interventions of one past-token manipulation from block ``layer`` on (see the module doc).
 
-    Returns a list (one sweep variant) whose interventions act only at layers >= ``layer``.
+    Returns a list (one sweep variant) whose interventions act only at layers >= ``layer``, except
+    ``freeze_index="authors"``: the authors' freeze at k saves the input of block k - 1, i.e. our
+    freeze at ``layer - 1`` (undefined at 0).  ``skip_positions``: the positions whose attention is
+    dropped by skip-attention (default ``positions``; the authors drop it at ``"all"``).
     """
     name = canonical_manipulation(name)
     if isinstance(layer, bool) or not isinstance(layer, int):
@@ -27,8 +37,17 @@ def manipulation(
     if name == "shuffle":
         return [iv.shuffle("resid_pre", layers, positions, seed=seed)]
     if name == "freeze":
+        if freeze_index == "authors":
+            if layer < 1:
+                raise LayerscopeError("the authors' freeze at k saves the input of block k-1: k must be >= 1")
+            return [iv.freeze(layer - 1, positions)]
         return [iv.freeze(layer, positions)]
-    return [iv.skip_attention(layer, positions)]
+    return [iv.skip_attention(layer, positions if skip_positions is None else skip_positions)]
+
+
+def start_layer(name: str, layer: int, freeze_index: str = "ours") -> int:
+    """The first block a manipulation reported at ``layer`` changes (the sweep starts there)."""
+    return layer - 1 if canonical_manipulation(name) == "freeze" and freeze_index == "authors" else layer
 
 
 def switch_variant(

@@ -11,7 +11,8 @@ from layerscope.engine.grouping import length_groups
 from layerscope.engine.interventions import resolve_layers
 from layerscope.engine.positions import PositionSpec
 from layerscope.errors import LayerscopeError
-from layerscope.methods.attend.manipulations import manipulation
+from layerscope.methods.attend.manipulations import manipulation, start_layer
+from layerscope.methods.attend.recipes import knobs
 from layerscope.methods.attend.scoring import Scores, answer_token_ids, evaluate
 from layerscope.methods.attend.tasks import MANIPULATIONS, Item, canonical_manipulation
 from layerscope.results.contract import tidy
@@ -48,6 +49,9 @@ def sweep_task(
     progress: bool = True,
     task: str = "custom",
     max_group_rows: int = 256,
+    recipe: str = "paper",
+    freeze_index: str | None = None,
+    skip_positions: PositionSpec | None = None,
 ) -> pd.DataFrame:
     """Accuracy and mean answer probability per (k, manipulation), manipulating from k on.
 
@@ -55,23 +59,48 @@ def sweep_task(
     clean run that fits ``batch_budget``); each group is one :func:`evaluate` sweep. With
     ``checkpoint`` (an :class:`layerscope.results.io.Checkpoint`) finished groups are skipped on a rerun.
 
+    ``recipe="authors"`` follows the authors' code (:mod:`layerscope.methods.attend.recipes`): their
+    freeze index (their k = our freeze at k - 1, so no freeze row at k = 0) and skip-attention at
+    every position; ``freeze_index`` and ``skip_positions`` set either on its own (None = the
+    recipe's; the paper's skip positions are ``positions``).
+
     Returns:
         One row per (layer, manipulation): ``task, layer, manipulation, accuracy, answer_prob, n,
-        clean_accuracy, clean_answer_prob`` (the clean numbers repeat on every row).
+        clean_accuracy, clean_answer_prob`` (the clean numbers repeat on every row), and the
+        ``recipe``, ``freeze_index`` and ``skip_positions`` used.
     """
     names = [canonical_manipulation(m) for m in manipulations]
     if not names:
         raise LayerscopeError("no manipulation given: use one or more of " + ", ".join(MANIPULATIONS))
     if len(set(names)) != len(names):
         raise LayerscopeError(f"manipulation listed twice: {', '.join(manipulations)}")
+    used = knobs(recipe, freeze_index=freeze_index, skip_positions=skip_positions)
+    skip_at = positions if used["recipe"] == "paper" and skip_positions is None else used["skip_positions"]
     ks = resolve_layers(layers, model.n_layers, sorted_unique=True)
-    grid = {k: [manipulation(m, k, positions=positions, seed=seed, every_layer=every_layer) for m in names] for k in ks}
+    grid: dict[int, list] = {}
+    cells: dict[tuple[int, int], tuple[str, int]] = {}  # (start layer, variant) -> (manipulation, k)
+    for k in ks:
+        for m in names:
+            start = start_layer(m, k, used["freeze_index"])
+            if start < 0:
+                continue  # the authors' freeze has no k = 0
+            variant = manipulation(
+                m,
+                k,
+                positions=positions,
+                seed=seed,
+                every_layer=every_layer,
+                freeze_index=used["freeze_index"],
+                skip_positions=skip_at,
+            )
+            cells[(start, len(grid.setdefault(start, [])))] = (m, k)
+            grid[start].append(variant)
     if not items:
         raise LayerscopeError("no items to score")
     encoded = [_item_rows(model, item, match) for item in items]
     lengths = [n for n, _ in encoded]
     rows_of = [r for _, r in encoded]
-    groups = _groups(model, lengths, rows_of, sum(k > 0 for k in ks), batch_budget, max_group_rows)
+    groups = _groups(model, lengths, rows_of, sum(k > 0 for k in grid), batch_budget, max_group_rows)
     totals: dict[tuple, list[float]] = {}
     for g, group in enumerate(groups):
         key = [group[0], len(group)]
@@ -86,7 +115,7 @@ def sweep_task(
                 desc=f"{task} {g + 1}/{len(groups)}" if len(groups) > 1 else task,
             )
             units = [_unit(key, "clean", -1, clean)]
-            units += [_unit(key, names[v], k, s) for (k, v), s in scored.items()]
+            units += [_unit(key, *cells[cell], s) for cell, s in scored.items()]
             if checkpoint is not None:
                 checkpoint.add(key, units)
         else:
@@ -110,8 +139,10 @@ def sweep_task(
         }
         for m in names
         for k in ks
+        if (m, k) in totals
     ]
-    return tidy(pd.DataFrame(out), model=model, method="attend")
+    recorded = {"recipe": used["recipe"], "freeze_index": used["freeze_index"], "skip_positions": str(skip_at)}
+    return tidy(pd.DataFrame(out), model=model, method="attend", **recorded)
 
 
 def _item_rows(model, item: Item, match: str) -> tuple[int, int]:

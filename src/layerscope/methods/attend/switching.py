@@ -12,6 +12,7 @@ from layerscope.engine.positions import PositionSpec
 from layerscope.engine.sweep import sweep_layers
 from layerscope.errors import LayerscopeError
 from layerscope.methods.attend.manipulations import switch_variant
+from layerscope.methods.attend.recipes import knobs
 from layerscope.methods.attend.scoring import answer_token_ids
 from layerscope.results.contract import tidy
 
@@ -35,9 +36,10 @@ def switch(
     answers: Sequence[str] = (),
     layers="all",
     *,
-    every_layer: bool = True,
+    every_layer: bool | None = None,
     batch_budget: str | int | None = None,
     progress: bool = False,
+    recipe: str = "paper",
 ) -> pd.DataFrame:
     """Per k, the next-token prediction of ``prompt`` with the token at ``position`` switched, from
     layer k on, for the token at ``source_position`` of ``source`` (same layers; see the module doc).
@@ -46,7 +48,13 @@ def switch(
     probability of the answer's first token). Rows: ``layer, top_token, top_prob, p_..., ignored``;
     ``ignored`` is whether the top token equals the unswitched prompt's; the unswitched prompt's
     top token and answer probabilities are the columns ``clean_top_token`` and ``clean_p_...``.
+
+    ``every_layer`` (None = the recipe's): patch at every layer >= k (``recipe="paper"``) or at
+    ``resid_pre[k]`` only (``recipe="authors"``, their single patch; ``--once``). The rows record
+    ``recipe`` and ``once``.
     """
+    used = knobs(recipe, once=None if every_layer is None else not every_layer)
+    every_layer = not used["once"]
     keys = [answer_key(a) for a in answers]
     if len(set(keys)) != len(keys):
         raise LayerscopeError(f"answers repeat once stripped: {list(answers)}")
@@ -93,7 +101,7 @@ def switch(
     table = pd.DataFrame(rows)
     # the unswitched prompt's answers, as columns (the baseline of every row)
     clean_columns = {"clean_top_token": decode([clean_top]), **{f"clean_{key}": v for key, v in baselines.items()}}
-    return tidy(table, model=model, method="attend", **clean_columns)
+    return tidy(table, model=model, method="attend", recipe=used["recipe"], once=used["once"], **clean_columns)
 
 
 def ignored_from(table: pd.DataFrame) -> int | None:

@@ -90,6 +90,7 @@ def cmd_metrics(args: argparse.Namespace) -> None:
         "seed": args.seed,
         "lidar_limit": args.lidar_limit,
         **_batching(args),
+        **_recipe(args),
     }
     if models is None:
         model = load_model(args)
@@ -97,7 +98,7 @@ def cmd_metrics(args: argparse.Namespace) -> None:
         table = representation_metrics(model, texts, metrics, progress=not args.json, **options)
         if args.out:
             status(f"wrote {metric_curves(table, args.out, title=f'Layer by Layer: {model.name}')}")
-        readable = table.pivot(index="depth", columns="metric", values="value")[metrics]
+        readable = table.pivot(index="depth", columns="metric", values="value")[list(dict.fromkeys(table["metric"]))]
         emit(table, args, readable.to_string(float_format=lambda v: f"{v:.4f}"))
         return
     status(f"metrics {', '.join(metrics)} on {len(texts)} texts for {', '.join(models)} ...")
@@ -115,6 +116,62 @@ def cmd_metrics(args: argparse.Namespace) -> None:
         status(f"wrote {metric_curves_by_model(table, args.out, title='Layer by Layer: ' + ', '.join(models))}")
     readable = table.pivot_table(index="relative_depth", columns=["metric", "model"], values="value")
     emit(table, args, readable.to_string(float_format=lambda v: f"{v:.4f}"))
+
+
+def _recipe(args: argparse.Namespace) -> dict:
+    """``--recipe`` and the knobs set on their own (None = the recipe's value)."""
+    from layerscope.methods.layer_by_layer.recipes import parse_ks
+
+    return {
+        "recipe": args.recipe,
+        "pooling": args.pooling,
+        "clamp_gram": args.clamp_gram,
+        "curvature": args.curvature,
+        "curvature_k": parse_ks(args.curvature_k),
+        "dime_normalization": args.dime_normalization,
+        "last_depth": args.last_depth,
+    }
+
+
+def _add_recipe(p: argparse.ArgumentParser) -> None:
+    from layerscope.methods.layer_by_layer.recipes import CURVATURES, LAST_DEPTHS
+
+    p.add_argument(
+        "--recipe",
+        default="paper",
+        choices=["paper", "authors"],
+        help="paper: the paper's text (default); authors: the authors' metric_utils.py (normalized-mean "
+        "pooling, clamped Gram, token-angle curvature, max-normalised DiME, post-norm last depth). Each "
+        "knob below overrides the recipe; the rows record the recipe and every knob",
+    )
+    p.add_argument(
+        "--pooling",
+        choices=["mean", "normalized-mean", "last"],
+        help="pooling of dataset-level metrics (paper: mean; authors: normalized-mean)",
+    )
+    p.add_argument(
+        "--clamp-gram",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="clamp the entropies' Gram matrices to >= 0 (paper: no; authors: yes)",
+    )
+    p.add_argument(
+        "--curvature",
+        choices=CURVATURES,
+        help="trajectory: angle between consecutive steps (paper); token-angle: between consecutive "
+        "centred, normalised tokens (authors)",
+    )
+    p.add_argument("--curvature-k", help="k-step curvature, comma-separated, e.g. 1,2,5 (default: 1)")
+    p.add_argument(
+        "--dime-normalization",
+        choices=["raw", "n", "d", "nd", "max"],
+        help="DiME normaliser (paper: raw; authors: max)",
+    )
+    p.add_argument(
+        "--last-depth",
+        choices=LAST_DEPTHS,
+        help="the last depth: pre-norm resid_post[L-1] (paper) or HF's post-norm hidden state (authors)",
+    )
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
@@ -220,6 +277,7 @@ def register(command) -> None:
         help="several models side by side, comma-separated (e.g. smollm2-135m,gemma3-270m,minilm-l6): "
         "rows gain 'model' and 'relative_depth', the plot has one curve per model",
     )
+    _add_recipe(p)
     _add_batching(p)
     add_resume(p, "with --models, finished models are skipped")
     p.add_argument("--out", help="write a PNG of every metric vs depth (vs relative depth with --models) here")

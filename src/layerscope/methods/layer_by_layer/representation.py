@@ -11,9 +11,12 @@ from torch import Tensor
 from layerscope.augment import augment_views
 from layerscope.engine.chunking import DEFAULT_BUDGET
 from layerscope.errors import LayerscopeError
+from layerscope.methods.layer_by_layer.recipes import knobs
 from layerscope.methods.layer_by_layer.states import DEFAULT_BATCH_SIZE, iter_depth_batches, pooled_states
 from layerscope.metrics import (
-    curvature,
+    curvature as trajectory_curvature,
+)
+from layerscope.metrics import (
     dime,
     effective_rank,
     infonce,
@@ -53,7 +56,13 @@ def representation_metrics(
     normalization: str = "max",
     alpha: float = 1.0,
     *,
-    pooling: str = "mean",
+    recipe: str = "paper",
+    pooling: str | None = None,
+    clamp_gram: bool | None = None,
+    curvature: str | None = None,
+    curvature_k: int | str | Sequence[int] | None = None,
+    dime_normalization: str | None = None,
+    last_depth: str | None = None,
     n_augmentations: int = 16,
     lidar_limit: int | None = 64,
     seed: int = 0,
@@ -70,7 +79,16 @@ def representation_metrics(
         normalization: entropy normaliser ``raw | n | d | nd | max`` for prompt entropy,
             dataset entropy and LiDAR (DiME and effective rank are always raw).
         alpha: Rényi order of the entropies (prompt/dataset entropy, LiDAR, DiME).
+        recipe: ``"paper"`` (the paper's text, default) or ``"authors"`` (the authors' code); it
+            sets the knobs below that are None (see :mod:`layerscope.methods.layer_by_layer.recipes`).
         pooling: token pooling for dataset-level metrics (``mean``, ``normalized-mean``, ``last``).
+        clamp_gram: clamp the Gram matrices of the entropies (and effective rank) to >= 0.
+        curvature: ``"trajectory"`` (the paper's angle between consecutive steps) or
+            ``"token-angle"`` (the authors'), see :func:`layerscope.metrics.curvature`.
+        curvature_k: k-step curvature, one or several k (``"1,2,5"``); k > 1 is the metric
+            ``curvature_k{k}``.
+        dime_normalization: normaliser of DiME (``raw`` or ``max``, ...).
+        last_depth: ``"pre-norm"`` (``resid_post[L-1]``) or ``"post-norm"`` (HF's last hidden state).
         n_augmentations: augmented views per prompt for LiDAR (16 in the paper).
         lidar_limit: LiDAR uses only the first ``lidar_limit`` texts (None = all).
         seed: augmentation and DiME permutation seed.  InfoNCE and DiME compare two
@@ -82,8 +100,22 @@ def representation_metrics(
             see :func:`top_dimensions` for the massive-activation dimensions).
 
     Returns:
-        DataFrame with rows ``depth``, ``relative_depth`` (``depth / L``), ``metric``, ``value``.
+        DataFrame with rows ``depth``, ``relative_depth`` (``depth / L``), ``metric``, ``value``, and
+        the recipe and every knob as columns (``recipe``, ``pooling``, ``clamp_gram``, ``curvature``,
+        ``curvature_k`` as text such as ``"1,2"``, ``dime_normalization``, ``last_depth``).
     """
+    used = knobs(
+        recipe,
+        pooling=pooling,
+        clamp_gram=clamp_gram,
+        curvature=curvature,
+        curvature_k=curvature_k,
+        dime_normalization=dime_normalization,
+        last_depth=last_depth,
+    )
+    pooling, clamp_gram, last_depth = used["pooling"], bool(used["clamp_gram"]), used["last_depth"]
+    ks = used["curvature_k"]
+    variant = "paper" if used["curvature"] == "trajectory" else "token-angle"
     names = list(dict.fromkeys(canonical_metric(m) for m in metrics))
     if not names:
         raise LayerscopeError("no metric given")
@@ -94,22 +126,31 @@ def representation_metrics(
     texts = list(texts)
     values: dict[str, Tensor] = {}
 
-    per_prompt = [n for n in ("prompt_entropy", "curvature") if n in names]
+    curvature_names = {("curvature" if k == 1 else f"curvature_k{k}"): k for k in ks}
+    per_prompt = ["prompt_entropy"] if "prompt_entropy" in names else []
+    per_prompt += list(curvature_names) if "curvature" in names else []
     dataset_level = [n for n in ("dataset_entropy", "effective_rank") if n in names]
     if per_prompt or dataset_level:
         sums = {n: None for n in per_prompt}
         counts = {n: None for n in per_prompt}
         pooled = []
         for _, states, mask in iter_depth_batches(
-            model, texts, batch_size, progress, desc="metrics", batch_budget=batch_budget, drop_dims=drop_dims
+            model,
+            texts,
+            batch_size,
+            progress,
+            desc="metrics",
+            batch_budget=batch_budget,
+            drop_dims=drop_dims,
+            last_depth=last_depth,
         ):
             batch_values = {}
             if "prompt_entropy" in per_prompt:
                 batch_values["prompt_entropy"] = prompt_entropy(
-                    states, mask, alpha=alpha, normalization=normalization, reduction="none"
+                    states, mask, alpha=alpha, normalization=normalization, clamp_gram=clamp_gram, reduction="none"
                 )
-            if "curvature" in per_prompt:
-                batch_values["curvature"] = curvature(states, mask, reduction="none")
+            for n, k in curvature_names.items() if "curvature" in names else ():
+                batch_values[n] = trajectory_curvature(states, mask, variant, k=k, reduction="none")
             for n, v in batch_values.items():  # [L + 1, B], NaN = skipped prompt
                 v = v.cpu()
                 s, c = torch.nansum(v, dim=-1), (~torch.isnan(v)).sum(dim=-1)
@@ -124,14 +165,25 @@ def representation_metrics(
         if dataset_level:
             Z = torch.cat(pooled, dim=1)
             if "dataset_entropy" in names:
-                values["dataset_entropy"] = matrix_entropy(Z, alpha=alpha, normalization=normalization)
+                values["dataset_entropy"] = matrix_entropy(
+                    Z, alpha=alpha, normalization=normalization, clamp_gram=clamp_gram
+                )
             if "effective_rank" in names:
-                values["effective_rank"] = effective_rank(Z)
+                values["effective_rank"] = effective_rank(Z, clamp_gram=clamp_gram)
 
     if {"infonce", "infonce_cosine", "dime"} & set(names):
         view_texts = augment_views(texts, 2, seed=seed)
         view_a, view_b = (
-            pooled_states(model, v, pooling, batch_size, progress, batch_budget=batch_budget, drop_dims=drop_dims)
+            pooled_states(
+                model,
+                v,
+                pooling,
+                batch_size,
+                progress,
+                batch_budget=batch_budget,
+                drop_dims=drop_dims,
+                last_depth=last_depth,
+            )
             for v in view_texts
         )
         if "infonce" in names:
@@ -139,7 +191,7 @@ def representation_metrics(
         if "infonce_cosine" in names:  # readable where state norms are huge (decoders): cosine similarity
             values["infonce_cosine"] = infonce(view_a, view_b, normalize=True)
         if "dime" in names:
-            values["dime"] = dime(view_a, view_b, seed=seed, alpha=alpha)
+            values["dime"] = dime(view_a, view_b, seed=seed, alpha=alpha, normalization=used["dime_normalization"])
 
     if "lidar" in names:
         subset = texts if lidar_limit is None else texts[:lidar_limit]
@@ -149,16 +201,25 @@ def representation_metrics(
         # one run over prompt-major rows: row n * K + k = view k of prompt n
         flat = [views[k][n] for n in range(len(subset)) for k in range(n_augmentations)]
         P = pooled_states(
-            model, flat, pooling, batch_size, progress, batch_budget=batch_budget, drop_dims=drop_dims
+            model,
+            flat,
+            pooling,
+            batch_size,
+            progress,
+            batch_budget=batch_budget,
+            drop_dims=drop_dims,
+            last_depth=last_depth,
         )  # [L + 1, N K, D]
         P = P.reshape(P.shape[0], len(subset), n_augmentations, P.shape[-1])
         values["lidar"] = lidar(P, normalization=normalization, alpha=alpha)
 
     n_layers = model.n_layers
+    out_names = [m for n in names for m in (curvature_names if n == "curvature" else [n])]
     rows = [
         {"depth": d, "relative_depth": d / n_layers, "metric": n, "value": float(values[n][d])}
-        for n in names
+        for n in out_names
         for d in range(n_layers + 1)
     ]
     table = pd.DataFrame(rows, columns=["depth", "relative_depth", "metric", "value"])
-    return tidy(table, model=model, method="layer_by_layer")
+    recorded = {**used, "curvature_k": ",".join(map(str, ks))}
+    return tidy(table, model=model, method="layer_by_layer", **recorded)

@@ -62,6 +62,7 @@ def iter_depth_batches(
     *,
     batch_budget: str | int | None = DEFAULT_BUDGET,
     drop_dims: Sequence[int] | None = None,
+    last_depth: str = "pre-norm",
 ) -> Iterator[tuple[list[int], Tensor, Tensor]]:
     """Yield ``(indices, states [L + 1, B, T, D], mask [B, T] bool)`` per chunk (see :func:`plan_chunks`).
 
@@ -70,7 +71,13 @@ def iter_depth_batches(
     prompt.  ``states[0]`` is the embedding output, ``states[l + 1]`` is ``resid_post[l]``
     (before the final norm).  States stay on the model's device.  ``drop_dims``: hidden
     dimensions set to zero at every depth (an ablation, e.g. of massive-activation dimensions).
+    ``last_depth="post-norm"``: ``states[L]`` is the final norm of ``resid_post[L-1]``, HF's last
+    ``hidden_states`` entry, as the Layer-by-Layer authors read it (a model without a final norm,
+    e.g. BERT, is unchanged).
     """
+    if last_depth not in ("pre-norm", "post-norm"):
+        raise LayerscopeError(f"last_depth must be 'pre-norm' or 'post-norm', got {last_depth!r}")
+    norm = model.adapter.final_norm if last_depth == "post-norm" else None
     texts = list(texts)
     if not texts:
         raise LayerscopeError("no texts given")
@@ -79,6 +86,9 @@ def iter_depth_batches(
     for index in tqdm(plan, desc=desc, disable=not _progress(progress) or len(plan) <= 1, leave=False):
         result = model.run([texts[i] for i in index], capture=[("resid_pre", [0]), "resid_post"], logits=None)
         states = torch.cat([result.get("resid_pre", 0)[None], result.stack("resid_post")], dim=0)
+        if norm is not None:
+            with torch.no_grad():
+                states[-1] = norm(states[-1])
         if dims:
             states[..., dims] = 0.0
         yield index, states, result.batch.attention_mask.bool()
@@ -143,11 +153,12 @@ def pooled_states(
     *,
     batch_budget: str | int | None = DEFAULT_BUDGET,
     drop_dims: Sequence[int] | None = None,
+    last_depth: str = "pre-norm",
 ) -> Tensor:
     """Pooled embeddings ``[L + 1, N, D]`` (float32, CPU) of ``texts`` at every depth, in text order."""
     index, pooled = [], []
     for i, s, m in iter_depth_batches(
-        model, texts, batch_size, progress, batch_budget=batch_budget, drop_dims=drop_dims
+        model, texts, batch_size, progress, batch_budget=batch_budget, drop_dims=drop_dims, last_depth=last_depth
     ):
         index += i
         pooled.append(pool(s, m, pooling).float().cpu())

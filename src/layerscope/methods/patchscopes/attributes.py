@@ -94,6 +94,7 @@ def eval_attributes(
     batch_budget: str | int | None = DEFAULT_BUDGET,
     progress: bool = False,
     on_relation: Callable[[str], None] | None = None,
+    recipe: str = "paper",
 ) -> dict[str, pd.DataFrame]:
     """Attribute extraction over (l, l*) pairs on the shipped relations, with a probe baseline.
 
@@ -105,15 +106,25 @@ def eval_attributes(
             default stride keeps a CPU run to minutes).
         resume: a JSON-lines checkpoint file: finished relations are not recomputed.
         restart: start ``resume`` over when it was written with another config (else an error).
+        recipe: ``"paper"`` (every sampled subject, every layer) or ``"authors"`` (their notebook:
+            only the subjects the model gets right unpatched, i.e. the template with ``x``
+            replaced by the subject generates the object, and no source or target layer L - 1).
     Returns:
         ``{"items": one row per (relation, subject, l, l*) with text and correct,
         "pairs": accuracy per (relation, l, l*), "probe": probe accuracy per (relation, layer),
         "summary": per relation, the best Patchscope pair vs the best probe layer}``.
     """
     from layerscope.datasets import load_relations, relation_names
+    from layerscope.recipes import canonical_recipe
 
+    recipe = canonical_recipe(recipe)
     names = list(relations) if relations else relation_names()
     src_layers = resolve_layers(source_layers, model.n_layers)
+    tgt_layers = target_layers
+    if recipe == "authors":  # the authors' notebooks exclude the last layer
+        src_layers = [l for l in src_layers if l < model.n_layers - 1]
+        if not (isinstance(target_layers, str) and target_layers.strip() == "same"):
+            tgt_layers = [l for l in resolve_layers(target_layers, model.n_layers) if l < model.n_layers - 1]
     config = {
         "model": model.name,
         "limit": limit,
@@ -123,6 +134,7 @@ def eval_attributes(
         "seed": seed,
         "folds": folds,
         "probe": probe,
+        "recipe": recipe,
     }
     checkpoint = Checkpoint(resume, config, restart=restart)
     for name in names:
@@ -135,12 +147,17 @@ def eval_attributes(
         except ValueError as error:
             raise LayerscopeError(str(error)) from None
         chosen = _sample(rows, limit, seed)
+        if recipe == "authors":
+            chosen = known_items(model, chosen, max_new_tokens)
+            if not chosen:
+                checkpoint.add(name, [])
+                continue
         table = patchscope(
             model,
             [Source(row["source"], row["subject"]) for row in chosen],
             target=rows[0]["template"],
             source_layers=src_layers,
-            target_layers=target_layers,
+            target_layers=tgt_layers,
             max_new_tokens=max_new_tokens,
             batch_budget=batch_budget,
             progress=progress,
@@ -167,6 +184,8 @@ def eval_attributes(
                 out.append({"kind": "probe", "relation": name, **rec})
         checkpoint.add(name, out)
     all_rows = [r for r in checkpoint.rows() if r["relation"] in names]
+    if not any(r["kind"] == "item" for r in all_rows):
+        raise LayerscopeError("no item left to evaluate (the authors' recipe keeps only items the model gets right)")
     items = pd.DataFrame([r for r in all_rows if r["kind"] == "item"]).drop(columns="kind")
     pairs = (
         items.groupby(["relation", "source_layer", "target_layer"], sort=False)["correct"]
@@ -177,7 +196,22 @@ def eval_attributes(
     probe_table = probe_rows.drop(columns="kind") if len(probe_rows) else pd.DataFrame()
     summary = _summary(pairs, probe_table)
     tables = {"items": items, "pairs": pairs, "probe": probe_table, "summary": summary}
-    return {name: tidy(table, model=model, method="patchscopes") for name, table in tables.items()}
+    return {name: tidy(table, model=model, method="patchscopes", recipe=recipe) for name, table in tables.items()}
+
+
+def known_items(model, rows: Sequence[dict], max_new_tokens: int = 20) -> list[dict]:
+    """The rows whose relation the model completes unpatched: the template with the placeholder ``x``
+    replaced by the subject generates the object (or an alias) in ``max_new_tokens`` greedy tokens
+    (the authors' item filter)."""
+    if not rows:
+        return []
+    prompts = [re.sub(r"(?<!\w)x(?!\w)", row["subject"], row["template"]) for row in rows]
+    texts = model.generate(prompts, max_new_tokens=max_new_tokens).texts
+    return [
+        row
+        for row, text in zip(rows, texts, strict=True)
+        if mentions(text, [row["object"], *row.get("object_aliases", [])])
+    ]
 
 
 def _summary(pairs: pd.DataFrame, probe: pd.DataFrame) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from layerscope.cli.common import (
     status,
 )
 from layerscope.errors import LayerscopeError
+from layerscope.methods.patchscopes import cli_multihop as multihop_cli
 
 TARGET_PRESETS = ("identity", "describe")
 
@@ -98,7 +99,12 @@ def _cross_model(args: argparse.Namespace, model):
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    {"next-token": _eval_next_token, "attributes": _eval_attributes, "describe": _eval_describe}[args.action](args)
+    {
+        "next-token": _eval_next_token,
+        "attributes": _eval_attributes,
+        "describe": _eval_describe,
+        "multihop": multihop_cli.run,
+    }[args.action](args)
 
 
 def _eval_next_token(args: argparse.Namespace) -> None:
@@ -144,6 +150,7 @@ def _eval_next_token(args: argparse.Namespace) -> None:
         seed=args.seed,
         batch_budget=args.batch_budget,
         progress=not args.json,
+        recipe=args.recipe,
     )
     status(
         f"evaluated {int(table['n'].iloc[0])} positions x {table['layer'].nunique()} layers in "
@@ -185,17 +192,11 @@ def _eval_attributes(args: argparse.Namespace) -> None:
         limit=limit,
         probe=not args.no_probe,
         on_relation=lambda name: status(f"relation {name} ..."),
+        recipe=args.recipe,
         **options(
-            args,
-            "source_layers",
-            "target_layers",
-            "max_new_tokens",
-            "folds",
-            "seed",
-            "resume",
-            "restart",
+            args, "source_layers", "target_layers", "max_new_tokens", "folds", "seed", "resume", "restart",
             "batch_budget",
-        ),
+        ),  # fmt: skip
     )
     status(f"attribute extraction done in {time.perf_counter() - start:.1f}s")
     pairs, probe, summary = result["pairs"], result["probe"], result["summary"]
@@ -278,7 +279,8 @@ def register(command) -> None:
         "examples:\n"
         "  layerscope eval next-token --methods patchscope,logit-lens,tuned-lens --out next_token.png\n"
         "  layerscope eval attributes --limit 5 --source-layers ::6 --target-layers ::6 --out pairs.png\n"
-        "  layerscope eval describe --limit 20 --layers ::3 --out rouge.png",
+        "  layerscope eval describe --limit 20 --layers ::3 --out rouge.png\n"
+        "  layerscope eval multihop --limit 10",
     )
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
@@ -302,6 +304,12 @@ def register(command) -> None:
     q.add_argument("--layers", default="all", help="source layers (default: all)")
     q.add_argument("--tuned-lens", help="a tuned-lens file: loaded if it exists, else the fitted lens is saved there")
     q.add_argument("--seed", type=int, default=0, help="position sampling seed (default: 0)")
+    q.add_argument(
+        "--recipe",
+        default="paper",
+        choices=["paper", "authors"],
+        help="position sampling: paper = positions 1..T-1 (default); authors = 0..T-2 (their notebooks)",
+    )
     q.add_argument("--out", help="write a PNG of Precision@1 and Surprisal vs layer here")
     add_batch_budget(q)
 
@@ -325,11 +333,20 @@ def register(command) -> None:
     q.add_argument("--max-new-tokens", type=int, default=20, help="tokens generated per run (default: 20)")
     q.add_argument("--folds", type=int, default=3, help="probe cross-validation folds (default: 3)")
     q.add_argument("--no-probe", action="store_true", help="skip the probe baseline")
+    q.add_argument(
+        "--recipe",
+        default="paper",
+        choices=["paper", "authors"],
+        help="paper: every sampled subject and layer (default); authors: only subjects the model completes "
+        "unpatched, and no last layer (their notebooks)",
+    )
     q.add_argument("--seed", type=int, default=0, help="subject sampling / fold seed (default: 0)")
     add_resume(q, "finished relations are skipped")
     q.add_argument("--out", help="write a PNG heatmap of accuracy per (l, l*) (mean over relations) here")
     q.add_argument("--save-items", metavar="FILE", help="write every generated item here (.csv, .json or .parquet)")
     add_batch_budget(q)
+
+    multihop_cli.add(sub, cmd_eval)
 
     q = add_action(
         sub,

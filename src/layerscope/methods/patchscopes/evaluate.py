@@ -40,16 +40,26 @@ def canonical_method(name: str) -> str:
 # ---- next-token prediction ------------------------------------------------------------------
 
 
-def sample_positions(model, texts: Sequence[str], positions: int | str = "all", seed: int = 0) -> list[Source]:
-    """One :class:`Source` per text with the positions to evaluate: every token but the first
-    (``"all"``) or ``positions`` of them drawn without replacement (seeded), in order."""
+def sample_positions(
+    model, texts: Sequence[str], positions: int | str = "all", seed: int = 0, *, recipe: str = "paper"
+) -> list[Source]:
+    """One :class:`Source` per text with the positions to evaluate: every candidate (``"all"``) or
+    ``positions`` of them drawn without replacement (seeded), in order.
+
+    Candidates: ``recipe="paper"`` every token but the first (an attention sink in most models);
+    ``recipe="authors"`` every token but the last, position 0 included (the authors' notebooks).
+    """
+    from layerscope.recipes import canonical_recipe
+
+    recipe = canonical_recipe(recipe)
     if positions != "all" and (not isinstance(positions, int) or positions < 1):
         raise LayerscopeError(f"positions must be 'all' or a positive int, got {positions!r}")
     rng = random.Random(seed)
     sources = []
     for text in texts:
         n = len(model.tokenizer(text)["input_ids"])
-        candidates = list(range(1, n))  # position 0 is an attention sink in most models
+        # position 0 is an attention sink in most models; the authors sample it but never the last token
+        candidates = list(range(1, n)) if recipe == "paper" else list(range(0, n - 1))
         if positions != "all" and len(candidates) > positions:
             candidates = sorted(rng.sample(candidates, positions))
         if candidates:
@@ -70,6 +80,7 @@ def eval_next_token(
     seed: int = 0,
     batch_budget: str | int | None = DEFAULT_BUDGET,
     progress: bool = False,
+    recipe: str = "paper",
 ) -> pd.DataFrame:
     """Precision@1 and Surprisal per layer against the model's own final prediction.
 
@@ -78,15 +89,17 @@ def eval_next_token(
             lens is fitted on the other three quarters).
         positions: ``"all"`` or the number of positions per text (seeded sample).
         tuned_lens: a fitted lens (default: :meth:`TunedLens.cached`).
+        recipe: the position sampling, ``"paper"`` or ``"authors"`` (:func:`sample_positions`).
     Returns:
-        rows ``layer``, ``method``, ``precision_at_1``, ``surprisal`` (mean, nats), ``n`` (positions).
+        rows ``layer``, ``method``, ``precision_at_1``, ``surprisal`` (mean, nats), ``n`` (positions),
+        ``recipe``.
         At the last layer every method is 1.0 / the final entropy-free surprisal by construction.
     """
     methods = [canonical_method(m) for m in methods]
     texts = corpus_split()[1] if texts is None else [t for t in texts if t.strip()]
     layer_list = resolve_layers(layers, model.n_layers)
     last = model.n_layers - 1
-    sources = sample_positions(model, texts, positions, seed)
+    sources = sample_positions(model, texts, positions, seed, recipe=recipe)
     capture_layers = sorted(set(layer_list) | {last})
     states, _ = capture_sources(model, sources, capture_layers, batch_budget=batch_budget)  # [S, N, D]
     with torch.no_grad():
@@ -128,7 +141,7 @@ def eval_next_token(
                 logits = lens.logits(model, states[capture_layers.index(layer)], layer)
                 rows.append(score(layer, method, logits.argmax(-1)))
     table = pd.DataFrame(rows).sort_values(["method", "layer"], kind="stable").reset_index(drop=True)
-    return tidy(table, model=model, method="patchscopes")
+    return tidy(table, model=model, method="patchscopes", recipe=recipe)
 
 
 def _sample(rows: list[dict], limit: int | None, seed: int) -> list[dict]:

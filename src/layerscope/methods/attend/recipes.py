@@ -1,0 +1,50 @@
+"""The Attend-first knobs under each recipe: the paper's text vs the authors' ``llama_manipulate.py``.
+
+==================  =================================  ====================================  ==================
+knob                ``paper`` (default)                ``authors``                           CLI flag
+==================  =================================  ====================================  ==================
+``once``            switch patched at every layer >= k  switch patched at ``resid_pre[k]``    ``--once``
+                                                       only
+``freeze_index``    ``ours``: freeze ``resid_pre[k]``   ``authors``: their k saves the input   ``--freeze-index``
+                                                       of block k-1 (= our freeze(k-1)); no
+                                                       k = 0
+``skip_positions``  ``previous`` (every token but the   ``all`` (the last token too)           ``--skip-positions``
+                    last)
+==================  =================================  ====================================  ==================
+
+Not reproduced: the authors' seeding of the random and shuffle draws (ours are seeded per row, see
+``engine/interventions.py``); the two agree in distribution, not draw for draw.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from layerscope.errors import LayerscopeError
+from layerscope.recipes import resolve
+
+KNOBS: dict[str, dict[str, Any]] = {
+    "once": {"paper": False, "authors": True},
+    "freeze_index": {"paper": "ours", "authors": "authors"},
+    "skip_positions": {"paper": "previous", "authors": "all"},
+}
+"""knob -> value under each recipe (see the module table)."""
+
+FREEZE_INDICES = ("ours", "authors")
+SKIP_POSITIONS = ("previous", "all")
+
+__all__ = ["FREEZE_INDICES", "KNOBS", "SKIP_POSITIONS", "knobs"]
+
+
+def knobs(recipe: str = "paper", **overrides: Any) -> dict[str, Any]:
+    """The knob values a run uses: ``recipe``'s, with every non-None override in its place."""
+    values = resolve(recipe, KNOBS, **overrides)
+    if values["freeze_index"] not in FREEZE_INDICES:
+        raise LayerscopeError(
+            f"freeze_index must be one of {', '.join(FREEZE_INDICES)}, got {values['freeze_index']!r}"
+        )
+    if values["skip_positions"] not in SKIP_POSITIONS:
+        raise LayerscopeError(
+            f"skip_positions must be one of {', '.join(SKIP_POSITIONS)}, got {values['skip_positions']!r}"
+        )
+    return values

@@ -1,0 +1,70 @@
+"""The Layer-by-Layer knobs under each recipe: the paper's text vs the authors' ``metric_utils.py``.
+
+=====================  ==========================  ==============================  ======================
+knob                   ``paper`` (default)         ``authors``                     CLI flag
+=====================  ==========================  ==============================  ======================
+``pooling``            mean of raw states          mean of centred, row-normalised  ``--pooling``
+                                                   tokens (``normalized-mean``)
+``clamp_gram``         no clamp                    Gram clamped to >= 0             ``--clamp-gram``
+``curvature``          angle of consecutive        angle of consecutive centred,    ``--curvature``
+                       steps (``trajectory``)      normalised tokens (``token-angle``)
+``curvature_k``        1                           1 (they also report 2 and 5)     ``--curvature-k``
+``dime_normalization`` raw                         ``max`` (their plots' reading)   ``--dime-normalization``
+``last_depth``         pre-norm ``resid_post[L-1]``  HF's post-norm last state      ``--last-depth``
+=====================  ==========================  ==============================  ======================
+
+``pooling`` applies to every dataset-level metric (dataset entropy, effective rank, InfoNCE, LiDAR,
+DiME); ``clamp_gram`` to prompt entropy, dataset entropy and effective rank.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from layerscope.errors import LayerscopeError
+from layerscope.recipes import resolve
+
+KNOBS: dict[str, dict[str, Any]] = {
+    "pooling": {"paper": "mean", "authors": "normalized-mean"},
+    "clamp_gram": {"paper": False, "authors": True},
+    "curvature": {"paper": "trajectory", "authors": "token-angle"},
+    "curvature_k": {"paper": (1,), "authors": (1,)},
+    "dime_normalization": {"paper": "raw", "authors": "max"},
+    "last_depth": {"paper": "pre-norm", "authors": "post-norm"},
+}
+"""knob -> value under each recipe (see the module table)."""
+
+LAST_DEPTHS = ("pre-norm", "post-norm")
+CURVATURES = ("trajectory", "token-angle")
+
+__all__ = ["CURVATURES", "KNOBS", "LAST_DEPTHS", "knobs", "parse_ks"]
+
+
+def parse_ks(ks: int | str | Sequence[int] | None) -> tuple[int, ...] | None:
+    """``"1,2,5"`` / ``[1, 2, 5]`` / ``2`` -> ``(1, 2, 5)`` / ``(2,)``; None stays None."""
+    if ks is None:
+        return None
+    if isinstance(ks, str):
+        try:
+            ks = [int(part) for part in ks.split(",") if part.strip()]
+        except ValueError:
+            raise LayerscopeError(f"curvature k must be comma-separated integers, got {ks!r}") from None
+    elif isinstance(ks, int):
+        ks = [ks]
+    out = tuple(dict.fromkeys(int(k) for k in ks))
+    if not out or any(k < 1 for k in out):
+        raise LayerscopeError(f"curvature k must be integers >= 1, got {ks!r}")
+    return out
+
+
+def knobs(recipe: str = "paper", **overrides: Any) -> dict[str, Any]:
+    """The knob values a run uses: ``recipe``'s, with every non-None override in its place."""
+    if "curvature_k" in overrides:
+        overrides["curvature_k"] = parse_ks(overrides["curvature_k"])
+    values = resolve(recipe, KNOBS, **overrides)
+    if values["last_depth"] not in LAST_DEPTHS:
+        raise LayerscopeError(f"last_depth must be one of {', '.join(LAST_DEPTHS)}, got {values['last_depth']!r}")
+    if values["curvature"] not in CURVATURES:
+        raise LayerscopeError(f"curvature must be one of {', '.join(CURVATURES)}, got {values['curvature']!r}")
+    return values
