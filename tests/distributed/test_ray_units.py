@@ -17,6 +17,8 @@ from layerscope.testing import tiny_model
 from layerscope.testing.units import noise_unit, tiny_spec, units
 
 ray = pytest.importorskip("ray")
+# workers run 1 torch thread: so does the single-process reference, or float sums differ in order
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +53,8 @@ def test_a_worker_that_dies_mid_unit_is_replaced_and_nothing_is_lost(cluster, si
         units(crash_marker=str(marker)), noise_unit, tiny_spec(), workers=2, checkpoint=checkpoint, progress=False
     )
     assert marker.exists()  # a worker did die
-    assert _flat(distributed) == _flat(single_process)
+    for a, b in zip(_flat(distributed), _flat(single_process), strict=True):
+        assert a[:3] == b[:3] and abs(a[3] - b[3]) <= 1e-6
     lines = (tmp_path / "run.jsonl").read_text().splitlines()[1:]
     assert len(lines) == len(units())  # each unit's rows written exactly once
 

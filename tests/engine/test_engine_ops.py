@@ -459,10 +459,10 @@ def test_lower_layers_are_skipped():
         return hook
 
     clean = model.run(PROMPT, capture=("resid_pre", layer))
-    ivs = [
-        ls.apply("resid_post", layer - 1, "all", counter("op_below")),
-        ls.apply("resid_pre", layer, "all", counter("op_at")),
-    ]
+    below = [ls.apply("resid_post", layer - 1, "all", counter("op_below"))]
+    with pytest.raises(InterventionError, match="lie below start_layer"):  # it would never run: refused
+        model.run(PROMPT, interventions=below, start_layer=layer, start_states=clean.get("resid_pre", layer))
+    ivs = [ls.apply("resid_pre", layer, "all", counter("op_at"))]
     hooks = [
         (model.adapter.mlp[layer - 1], "post", hook_counter("mlp_below")),
         (model.adapter.mlp[layer], "post", hook_counter("mlp_at")),

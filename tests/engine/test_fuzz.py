@@ -131,19 +131,14 @@ def test_generate_with_any_intervention_runs_or_says_why(model, data):
     assert_unhooked(model)
 
 
-# The checks of generation's own options live in engine/generate.py (the main engineer's file):
-# marked until it checks them, strict so that the mark goes once it does.
-NOT_CHECKED_YET = pytest.mark.xfail(strict=True, reason="engine/generate.py does not check this option yet")
-
-
 @pytest.mark.parametrize(
     "options",
     [
-        pytest.param({"seed": 2**64}, marks=NOT_CHECKED_YET, id="seed-beyond-int64"),
-        pytest.param({"seed": 1.5}, marks=NOT_CHECKED_YET, id="float-seed"),
-        pytest.param({"do_sample": True, "temperature": -1.0}, marks=NOT_CHECKED_YET, id="negative-temperature"),
-        pytest.param({"do_sample": True, "top_k": -1}, marks=NOT_CHECKED_YET, id="negative-top-k"),
-        pytest.param({"do_sample": True, "top_p": 1.5}, marks=NOT_CHECKED_YET, id="top-p-above-1"),
+        pytest.param({"seed": 2**64}, id="seed-beyond-int64"),
+        pytest.param({"seed": 1.5}, id="float-seed"),
+        pytest.param({"do_sample": True, "temperature": -1.0}, id="negative-temperature"),
+        pytest.param({"do_sample": True, "top_k": -1}, id="negative-top-k"),
+        pytest.param({"do_sample": True, "top_p": 1.5}, id="top-p-above-1"),
         pytest.param({"max_new_tokens": 0}, id="no-new-token"),
     ],
 )

@@ -234,7 +234,7 @@ def test_generation_errors():
     with pytest.raises(ls.LayerscopeError, match="unknown generation mode 'sometimes'"):
         model.generate(PROMPT, mode="sometimes")
     for n in (0, -1):
-        with pytest.raises(ls.LayerscopeError, match="max_new_tokens must be at least 1"):
+        with pytest.raises(ls.LayerscopeError, match="max_new_tokens must be an integer >= 1"):
             model.generate(PROMPT, max_new_tokens=n)
     assert_clean(model)
 

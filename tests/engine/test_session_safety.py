@@ -135,3 +135,23 @@ def test_a_prompt_longer_than_learned_positions_is_refused_with_a_message():
         model.generate(" ".join(["the"] * 200), max_new_tokens=60)
     assert tiny_model("llama").max_positions is None  # rotary: no learned table
     assert_clean(model)
+
+
+def test_interventions_below_the_start_layer_and_bad_prompts_are_refused():
+    model = tiny_model("llama")
+    clean = model.run(PROMPT, capture="resid_pre")
+    with pytest.raises(InterventionError, match=r"layer\(s\) \[1\] lie below start_layer=2"):
+        model.run(PROMPT, start_layer=2, start_states=clean.get("resid_pre", 2),
+                  interventions=[ls.zero("resid_post", 1, -1)])  # fmt: skip
+    with pytest.raises(ls.LayerscopeError, match="prompts must be a string or a list of strings, got int"):
+        model.run(123)
+    assert_clean(model)
+
+
+def test_a_device_the_machine_lacks_is_one_line():
+    from layerscope.errors import ConfigError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ConfigError, match="no CUDA GPU: use --device cpu"):
+        ls.load("tiny-does-not-matter", device="cuda")

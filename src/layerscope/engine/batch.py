@@ -88,6 +88,8 @@ class Batch:
 
 def tokenize(tokenizer, prompts: str | Sequence[str], device: torch.device | str = "cpu") -> Batch:
     """Tokenise prompts (with the tokenizer's own special tokens, as a plain HF call would)."""
+    if not isinstance(prompts, str | list | tuple):
+        raise LayerscopeError(f"prompts must be a string or a list of strings, got {type(prompts).__name__}")
     texts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not texts:
         raise LayerscopeError("no prompts given: pass at least one non-empty prompt")

@@ -83,6 +83,7 @@ def run_by_start(
         for key, states in result.cache.items():
             cache.setdefault(key, []).append(states)
     return RunResult(
+        n_layers=model.n_layers,
         batch=batch,
         logits=None if results[0].logits is None else torch.cat([r.logits for r in results]),
         cache={key: torch.cat(parts) for key, parts in cache.items()},
@@ -125,5 +126,6 @@ def run_by_length(
                 cache[key] = part.new_zeros(batch.size, width, part.shape[-1])
             cache[key][index, cache[key].shape[1] - part.shape[1] :] = part
     return RunResult(
+        n_layers=model.n_layers,
         batch=batch, logits=out_logits, cache=cache, n_variants=n_variants, capture_positions=capture_positions
     )

@@ -101,6 +101,20 @@ def _sample(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def _check_options(max_new_tokens, temperature, top_k, top_p, seed) -> None:
+    """Sampling options are checked before the model runs, each error naming the option."""
+    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
+        raise LayerscopeError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not -(2**63) <= seed < 2**63:
+        raise LayerscopeError(f"seed must be an integer that fits in 64 bits, got {seed!r}")
+    if not isinstance(temperature, int | float) or isinstance(temperature, bool) or not temperature > 0:
+        raise LayerscopeError(f"temperature must be a number > 0, got {temperature!r}")
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+        raise LayerscopeError(f"top_k must be an integer >= 1 (or None), got {top_k!r}")
+    if top_p is not None and (not isinstance(top_p, int | float) or isinstance(top_p, bool) or not 0 < top_p <= 1):
+        raise LayerscopeError(f"top_p must be a number in (0, 1] (or None), got {top_p!r}")
+
+
 def generate(
     model,
     prompts: str | Sequence[str] | Batch,
@@ -133,8 +147,7 @@ def generate(
         raise LayerscopeError("generation needs a causal LM; this model is an encoder")
     if mode not in MODES:
         raise LayerscopeError(f"unknown generation mode {mode!r}: use one of {MODES}")
-    if max_new_tokens < 1:
-        raise LayerscopeError("max_new_tokens must be at least 1")
+    _check_options(max_new_tokens, temperature, top_k, top_p, seed)
     batch = prompts if isinstance(prompts, Batch) else tokenize(model.tokenizer, prompts, model.device)
     model.check_length(batch.length + max_new_tokens, f"the prompt plus max_new_tokens={max_new_tokens}")
     batch, ivs, n_variants = expand_variants(batch, interventions, variants)

@@ -147,6 +147,12 @@ def run(
         capture_index = _capture_index(batch, capture_positions, offset)
     start_layer = resolve_layers(start_layer, n_layers)[0] if start_layer else 0
     start_states = _check_start(start_states, start_layer, batch, offset, model.d_model)
+    below = sorted({layer for _, layer in plan.ops if layer < start_layer})
+    if below:
+        raise InterventionError(
+            f"interventions at layer(s) {below} lie below start_layer={start_layer}: those blocks do not run, "
+            "so they would silently do nothing; start lower or move them up"
+        )
     if start_layer and any(l < start_layer for ls in capture_spec.values() for l in ls):
         raise SiteError(f"layers below start_layer={start_layer} are not computed and cannot be captured")
 
@@ -157,6 +163,7 @@ def run(
         loop=loop, capture_index=capture_index, grad=grad,
     )  # fmt: skip
     return RunResult(
+        n_layers=model.n_layers,
         batch=batch,
         logits=out.logits,
         cache=captured,
@@ -218,6 +225,7 @@ def _run_staggered(
             final = stagger.final if logits == "all" else stagger.final[:, -1:]
             out_logits = model.adapter.unembed_states(final)
     return RunResult(
+        n_layers=model.n_layers,
         batch=batch,
         logits=out_logits,
         cache=captured,

@@ -13,7 +13,7 @@ import torch
 from layerscope.engine.batch import Batch, tokenize
 from layerscope.engine.generate import generate as _engine_generate
 from layerscope.engine.run import run as _engine_run
-from layerscope.errors import InterventionError
+from layerscope.errors import ConfigError, InterventionError
 from layerscope.models.adapter import Adapter, _text_config
 from layerscope.models.checks import apply as apply_capabilities
 from layerscope.models.checks import capabilities
@@ -181,6 +181,20 @@ class Model:
     run = _engine_run
     generate = _engine_generate
 
+def _check_device(device: str | None) -> None:
+    """A device this machine does not have is one clear line, before anything loads."""
+    if device is None:
+        return
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {device!r}: use cpu, cuda, cuda:N or mps") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but this machine has no CUDA GPU: use --device cpu")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r} asked for, but MPS is not available here: use --device cpu")
+
+
 def load(
     model: str | os.PathLike | None = None,
     *,
@@ -210,6 +224,7 @@ def load(
             block by block as the forward needs it, so a model bigger than memory still runs, with
             the same numbers (implies ``device_map="auto"``).
     """
+    _check_device(device if device_map is None else None)
     source = resolve(model)
     hf, tokenizer, kind, folder = load_hf(
         source,

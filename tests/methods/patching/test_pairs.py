@@ -75,8 +75,8 @@ def test_the_shipped_pairs_and_bad_files(tmp_path):
         pair_sweep(tiny("llama"), PAIRS[3:], progress=False)
 
 
-def test_two_ray_workers_give_the_same_rows():
-    pytest.importorskip("ray")
+def test_two_ray_workers_give_the_same_rows(one_thread):
+    pytest.importorskip("ray")  # workers run 1 torch thread, and so does this process here
     from layerscope.testing.units import tiny_spec
 
     model = tiny("llama")
