@@ -28,17 +28,4 @@ _EXPORTS = {
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = [
-    "AffineMap",
-    "Lens",
-    "LogitLens",
-    "TunedLens",
-    "Unembed",
-    "aligned_positions",
-    "fit_cross_model",
-    "probe_accuracy",
-    "single_token",
-    "word_token_ids",
-    "yes_no_ids",
-    "yes_no_scorer",
-]
+__all__ = sorted(_EXPORTS)

@@ -75,28 +75,4 @@ _EXPORTS = {
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = [
-    "ARITHMETIC_SHOT",
-    "CAPITALS_SHOT",
-    "FACTS_SHOT",
-    "Item",
-    "MANIPULATIONS",
-    "MATCHES",
-    "Rows",
-    "SWITCH_EXAMPLE",
-    "Scores",
-    "TASKS",
-    "answer_key",
-    "answer_token_ids",
-    "build_rows",
-    "canonical_manipulation",
-    "evaluate",
-    "ignored_from",
-    "manipulation",
-    "score",
-    "stable_from",
-    "sweep_task",
-    "switch",
-    "switch_variant",
-    "task_items",
-]
+__all__ = sorted(_EXPORTS)

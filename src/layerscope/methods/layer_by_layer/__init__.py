@@ -45,22 +45,4 @@ _EXPORTS = {
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = [
-    "DEFAULT_BATCH_SIZE",
-    "DEFAULT_METRICS",
-    "METRIC_NAMES",
-    "best_vs_last",
-    "canonical_metric",
-    "compare_models",
-    "compare_probes",
-    "depth_states",
-    "iter_depth_batches",
-    "iter_depth_states",
-    "plan_chunks",
-    "pooled_states",
-    "probe_layers",
-    "probe_summary",
-    "representation_metrics",
-    "token_lengths",
-    "top_dimensions",
-]
+__all__ = sorted(_EXPORTS)

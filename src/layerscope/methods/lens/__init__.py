@@ -8,6 +8,4 @@ _EXPORTS = {
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = [
-    "logit_lens",
-]
+__all__ = sorted(_EXPORTS)

@@ -19,17 +19,4 @@ _EXPORTS = {
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = [
-    "CALL_COST_TOKENS",
-    "GROUPINGS",
-    "PATCH_SITES",
-    "Tile",
-    "activation_patching",
-    "attribution_patching",
-    "compare_with_exact",
-    "grid_of",
-    "patch_of",
-    "plan_tiles",
-    "single_token",
-    "start_layer_of",
-]
+__all__ = sorted(_EXPORTS)

@@ -42,27 +42,4 @@ _EXPORTS = {
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = [
-    "DESCRIBE_PROMPT",
-    "IDENTITY_PROMPT",
-    "AffineMap",
-    "Lens",
-    "LogitLens",
-    "Source",
-    "TunedLens",
-    "aligned_positions",
-    "attribute_extraction",
-    "capture_sources",
-    "decode_states",
-    "entity_description",
-    "eval_attributes",
-    "eval_describe",
-    "eval_next_token",
-    "fit_cross_model",
-    "lens_readout",
-    "logit_lens",
-    "patchscope",
-    "placeholder_position",
-    "token_identity",
-    "tuned_lens",
-]
+__all__ = sorted(_EXPORTS)
