@@ -113,3 +113,23 @@ def test_sweep_pairs_cli(capsys, tmp_path):
     assert code == 2 and "--pairs replaces" in err
     code, _, err = run_cli(capsys, "sweep", "--model", folder, "--clean", "a b", "--corrupt", "a c")
     assert code == 2 and "give --clean, --corrupt, --answer and --wrong" in err
+
+
+def test_single_sweep_resume_and_patchscope_out(capsys, tmp_path):
+    from tests.conftest import save_model_dir
+    from tests.helpers import run_cli
+
+    folder = save_model_dir("llama", tmp_path / "m")
+    pair = PAIRS[0]
+    argv = ["sweep", "--model", folder, "--clean", pair["clean"], "--corrupt", pair["corrupt"], "--answer",
+            pair["answer"], "--wrong", pair["wrong"], "--layers", "0,2", "--json", "--resume", str(tmp_path / "r.jsonl")]  # fmt: skip
+    code, first, _ = run_cli(capsys, *argv)
+    assert code == 0 and len((tmp_path / "r.jsonl").read_text().splitlines()) == 2  # config + the grid
+    code, again, err = run_cli(capsys, *argv)
+    assert code == 0 and "already there" in err and json.loads(again) == json.loads(first)
+    png = tmp_path / "ps.png"
+    code, _, err = run_cli(capsys, "patchscope", "--model", folder, "--source", "the capital of france is",
+                           "--source-layers", "1,3", "--max-new-tokens", "2", "--out", str(png))  # fmt: skip
+    assert code == 0 and png.read_bytes()[:4] == b"\x89PNG", err
+    code, _, err = run_cli(capsys, "patchscope", "--model", folder, "--source", "the capital", "--save", "ps.xlsx")
+    assert code == 2 and ".xlsx" in err and "loaded" not in err  # refused before the model loads

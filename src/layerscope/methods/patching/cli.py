@@ -12,7 +12,6 @@ from layerscope.readout.tokens import quoted
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from layerscope.methods.patching.api import activation_patching
     from layerscope.methods.patching.plots import patching_heatmap
 
     if args.out and Path(args.out).suffix.lower() != ".png":
@@ -27,25 +26,15 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         return
     if any(v is None for v in single):
         raise LayerscopeError("give --clean, --corrupt, --answer and --wrong (one pair), or --pairs FILE (many)")
-    if args.workers is not None or args.ray is not None or args.resume:
-        raise LayerscopeError("--workers, --ray and --resume go with --pairs (one pair is one unit)")
+    if args.workers is not None or args.ray is not None:
+        raise LayerscopeError("--workers and --ray go with --pairs (one pair is one unit)")
+    if args.resume and args.method != "exact":
+        raise LayerscopeError("--resume goes with exact patching (attribution takes one backward pass)")
     model = load_model(args)
     if args.method == "attribution":
         _attribution(model, args)
         return
-    table = activation_patching(
-        model,
-        args.clean,
-        args.corrupt,
-        args.answer,
-        args.wrong,
-        site=args.site,
-        layers=args.layers,
-        grouping=args.grouping,
-        batch_budget=args.batch_budget,
-        progress=not args.json,
-        skip_shared_prefix=not args.run_shared_prefix,
-    )
+    table = _single_grid(model, args)
     clean, corrupt = table["clean_value"].iloc[0], table["corrupt_value"].iloc[0]
     status(
         f"logit({args.answer!r}) - logit({args.wrong!r}): clean {clean:.3f}, "
@@ -59,6 +48,31 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     tokens = table.drop_duplicates("position").sort_values("position")["token"].tolist()
     readable.columns = [f"{p}:{quoted(t)}" for p, t in zip(readable.columns, tokens, strict=True)]
     emit(table, args, readable.to_string(float_format=lambda v: f"{v:.2f}"))
+
+
+def _single_grid(model, args: argparse.Namespace):
+    """One pair's grid; with ``--resume`` the finished grid is read back instead of run again."""
+    import pandas as pd
+
+    from layerscope.methods.patching.api import activation_patching
+    from layerscope.results.io import Checkpoint
+
+    checkpoint = None
+    if args.resume:
+        config = {"command": "sweep", "model": model.name, "clean": args.clean, "corrupt": args.corrupt,
+                  "answer": args.answer, "wrong": args.wrong, "site": args.site, "layers": args.layers}  # fmt: skip
+        checkpoint = Checkpoint(args.resume, config, restart=args.restart)
+        if checkpoint.done("grid"):
+            status(f"resumed from {args.resume}: the grid is already there")
+            return pd.DataFrame(checkpoint.rows_of("grid"))
+    table = activation_patching(
+        model, args.clean, args.corrupt, args.answer, args.wrong, site=args.site, layers=args.layers,
+        grouping=args.grouping, batch_budget=args.batch_budget, progress=not args.json,
+        skip_shared_prefix=not args.run_shared_prefix,
+    )  # fmt: skip
+    if checkpoint is not None:
+        checkpoint.add("grid", table.to_dict(orient="records"))
+    return table
 
 
 def _pairs(args: argparse.Namespace) -> None:
@@ -161,7 +175,7 @@ def register(command) -> None:
         help="dataset-level patching: a JSON-lines file of {clean, corrupt, answer, wrong} pairs ('shipped': the "
         "135 shipped pairs); prints the mean grid normalised by each pair's baselines, --json gives every cell",
     )
-    add_resume(p, "with --pairs, finished pairs are not run again")
+    add_resume(p, "the finished grid (with --pairs: every finished pair) is not run again")
     add_distributed(p, "pairs")
     p.add_argument(
         "--method",

@@ -69,6 +69,10 @@ def cmd_patchscope(args: argparse.Namespace) -> None:
         progress=not args.json,
     )
     status(f"{len(table)} patched runs in {time.perf_counter() - start:.1f}s")
+    if args.out:
+        from layerscope.methods.patchscopes.plots import token_grid
+
+        status(f"wrote {token_grid(table, args.out, title=f'Patchscope of {args.source!r}')}")
     from layerscope.results.report import shorten
 
     readable = table.assign(
@@ -269,6 +273,7 @@ def register(command) -> None:
     p.add_argument("--max-new-tokens", type=int, default=20, help="tokens to generate (default: 20; 0: next token)")
     p.add_argument("--target-model", help="another model M* (e.g. gemma3-270m): fits an affine map per (l, l*)")
     p.add_argument("--map-texts", type=int, default=120, help="corpus lines for the cross-model map fit (default: 120)")
+    p.add_argument("--out", help="write a PNG grid of the first generated token per (l, l*), coloured by its prob")
     add_batch_budget(p)
 
     p = command(

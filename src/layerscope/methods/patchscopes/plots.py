@@ -48,3 +48,24 @@ def pair_heatmap(pairs: pd.DataFrame, path: str | os.PathLike, title: str = "Acc
     ax.set_title(title)
     fig.colorbar(im, ax=ax, label="accuracy (mean over relations)")
     return save_figure(fig, path)
+
+
+def token_grid(table: pd.DataFrame, path: str | os.PathLike, title: str = "Patchscope") -> Path:
+    """The first generated token per (``source_layer``, ``target_layer``), coloured by its probability
+    (one fixed [0, 1] scale); for several source positions, their mean probability and the first's token."""
+    first = table.drop_duplicates(["source_layer", "target_layer"])
+    prob = table.groupby(["source_layer", "target_layer"])["prob"].mean().unstack("target_layer").sort_index()
+    token = first.set_index(["source_layer", "target_layer"])["top_token"].unstack("target_layer")
+    token = token.reindex(index=prob.index, columns=prob.columns)
+    fig, ax = plt.subplots(figsize=(0.9 * prob.shape[1] + 3, 0.45 * prob.shape[0] + 2))
+    im = ax.imshow(prob.values, origin="lower", cmap="viridis", aspect="auto", **UNIT)
+    ax.set_xticks(range(prob.shape[1]), prob.columns.tolist(), fontsize=8)
+    ax.set_yticks(range(prob.shape[0]), prob.index.tolist(), fontsize=8)
+    for i in range(prob.shape[0]):
+        for j in range(prob.shape[1]):
+            ax.text(j, i, repr(str(token.values[i, j]))[:12], ha="center", va="center", fontsize=7, color="white")
+    ax.set_xlabel("target layer l*")
+    ax.set_ylabel("source layer l")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="probability of the first generated token")
+    return save_figure(fig, path)
