@@ -122,7 +122,8 @@ def test_single_sweep_resume_and_patchscope_out(capsys, tmp_path):
     folder = save_model_dir("llama", tmp_path / "m")
     pair = PAIRS[0]
     argv = ["sweep", "--model", folder, "--clean", pair["clean"], "--corrupt", pair["corrupt"], "--answer",
-            pair["answer"], "--wrong", pair["wrong"], "--layers", "0,2", "--json", "--resume", str(tmp_path / "r.jsonl")]  # fmt: skip
+            pair["answer"], "--wrong", pair["wrong"], "--layers", "0,2", "--json",
+            "--resume", str(tmp_path / "r.jsonl")]  # fmt: skip
     code, first, _ = run_cli(capsys, *argv)
     assert code == 0 and len((tmp_path / "r.jsonl").read_text().splitlines()) == 2  # config + the grid
     code, again, err = run_cli(capsys, *argv)
