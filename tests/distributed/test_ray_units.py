@@ -96,3 +96,41 @@ def test_sigkill_of_the_driver_then_resume_gives_the_same_rows(single_process, t
     assert len(path.read_text().splitlines()) - 1 == len(units())  # no unit written twice
     for a, b in zip(rows, _flat(single_process), strict=True):
         assert a[:3] == b[:3] and abs(a[3] - b[3]) <= 1e-6
+
+
+def test_metrics_and_probes_over_models_on_two_workers(cluster, tmp_path):
+    """``metrics|probe --models`` units (one model, or one (model, task), each) on Ray: the local rows."""
+    from layerscope.methods.layer_by_layer import compare_models, compare_probes
+    from tests.conftest import save_model_dir
+
+    paths = [save_model_dir(arch, tmp_path / arch) for arch in ("llama", "gpt2")]
+    texts = ["the capital of france is paris", "hello world", "one two three four five", "the cat and the dog"]
+    metrics = ["prompt-entropy", "curvature"]
+    local = compare_models(paths, texts, metrics, progress=False)
+    spread = compare_models(paths, texts, metrics, workers=2, progress=False)
+    keys = ["model", "depth", "metric"]
+    a, b = (t.sort_values(keys).reset_index(drop=True) for t in (local, spread))
+    assert a[keys].equals(b[keys]) and (a["value"] - b["value"]).abs().max() <= 1e-6
+    tasks = {"t": ([f"{w} item {i}" for i in range(6) for w in ("good", "bad")], ["p", "n"] * 6)}
+    local = compare_probes(paths, tasks, folds=3, progress=False)
+    spread = compare_probes(paths, tasks, folds=3, workers=2, progress=False)
+    keys = ["model", "task", "depth"]
+    a, b = (t.sort_values(keys).reset_index(drop=True) for t in (local, spread))
+    assert a[keys].equals(b[keys]) and (a["accuracy"] - b["accuracy"]).abs().max() <= 1e-9
+
+
+def test_metrics_models_cli_with_workers(cluster, capsys, tmp_path):
+    import json
+
+    from tests.conftest import save_model_dir
+    from tests.helpers import run_cli
+
+    paths = [save_model_dir(arch, tmp_path / arch) for arch in ("llama", "gpt2")]
+    argv = ["metrics", "--models", ",".join(paths), "--limit", "4", "--metrics", "prompt-entropy", "--json"]
+    code, local, _ = run_cli(capsys, *argv)
+    code2, spread, _ = run_cli(capsys, *argv, "--workers", "2")
+    assert code == code2 == 0
+    rows = lambda out: sorted((r["model"], r["depth"], round(r["value"], 6)) for r in json.loads(out))  # noqa: E731
+    assert rows(local) == rows(spread)
+    code, _, err = run_cli(capsys, "metrics", "--model", paths[0], "--workers", "2")
+    assert code == 2 and "--workers and --ray go with --models" in err

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from layerscope.cli.common import add_batch_budget, add_resume, emit, load_model, read_texts, status
+from layerscope.cli.common import add_batch_budget, add_distributed, add_resume, emit, load_model, read_texts, status
 from layerscope.errors import LayerscopeError
 
 PROBE_TASKS = ("sentiment", "topic", "fact_opinion")
@@ -47,6 +47,15 @@ def parse_models(text: str | None) -> list[str] | None:
     return names
 
 
+def _distributed(args: argparse.Namespace) -> dict:
+    """``--workers`` / ``--ray`` for ``--models`` runs (each worker loads the models it is given)."""
+    if args.workers is None and args.ray is None:
+        return {}
+    if not getattr(args, "models", None):
+        raise LayerscopeError("--workers and --ray go with --models (one model is one unit)")
+    return {"workers": args.workers, "address": args.ray, "gpus_per_worker": args.gpus_per_worker}
+
+
 def _load_options(args: argparse.Namespace) -> dict:
     return {"device": args.device, "dtype": args.dtype, "progress": not args.json}
 
@@ -82,6 +91,7 @@ def cmd_metrics(args: argparse.Namespace) -> None:
     if len(texts) < 2:
         raise LayerscopeError("need at least 2 texts")
     models = parse_models(args.models)
+    _distributed(args)  # --workers without --models: refused before anything loads
     if models is not None and args.model is not None:
         raise LayerscopeError("give either --model or --models, not both")
     options = {
@@ -110,6 +120,7 @@ def cmd_metrics(args: argparse.Namespace) -> None:
         checkpoint=_checkpoint(args, config),
         load_options=_load_options(args),
         progress=not args.json,
+        **_distributed(args),
         **options,
     )
     if args.out:
@@ -202,6 +213,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
         readable["best"] = ["<- best" if d == summary["best_depth"] else "" for d in readable["depth"]]
         emit(table, args, readable.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         return
+    distributed = _distributed(args)
     if models is None:
         models = [load_model(args)]
     config = {"command": "probe", "models": [m if isinstance(m, str) else m.name for m in models], **options}
@@ -212,6 +224,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
         checkpoint=_checkpoint(args, config),
         load_options=_load_options(args),
         progress=not args.json,
+        **distributed,
         **options,
     )
     summary = probe_summary(table)
@@ -280,6 +293,7 @@ def register(command) -> None:
     _add_recipe(p)
     _add_batching(p)
     add_resume(p, "with --models, finished models are skipped")
+    add_distributed(p, "models")
     p.add_argument("--out", help="write a PNG of every metric vs depth (vs relative depth with --models) here")
 
     p = command(
@@ -304,4 +318,5 @@ def register(command) -> None:
     p.add_argument("--models", help="several models, comma-separated: one curve per model and task")
     _add_batching(p)
     add_resume(p, "finished (model, task) pairs are skipped")
+    add_distributed(p, "(model, task) units")
     p.add_argument("--out", help="write a PNG of accuracy vs depth here")

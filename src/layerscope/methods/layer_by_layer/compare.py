@@ -39,6 +39,49 @@ def _check_names(models: Sequence) -> list:
     return models
 
 
+def no_model():
+    """The workers' model spec for units that load their own model (a different one per unit)."""
+    return None
+
+
+_LOADED: dict = {}
+
+
+def _worker_model(name: str, load_options: dict | None):
+    """The unit's model in a worker process: kept while consecutive units ask for the same one."""
+    key = (name, repr(sorted((load_options or {}).items())))
+    if key not in _LOADED:
+        _LOADED.clear()  # one model at a time per worker
+        _LOADED[key] = _load(name, {"progress": False, **(load_options or {})})
+    return _LOADED[key]
+
+
+def metrics_unit(_, unit) -> list[dict]:
+    """One model's metrics (a Ray work unit: the worker loads the model the unit names)."""
+    p = unit.payload
+    model = _worker_model(p["model"], p["load_options"])
+    table = representation_metrics(model, p["texts"], p["metrics"], progress=False, **p["options"])
+    return table.to_dict(orient="records")
+
+
+def probe_unit(_, unit) -> list[dict]:
+    """One (model, task) probe (a Ray work unit)."""
+    p = unit.payload
+    model = _worker_model(p["model"], p["load_options"])
+    table = probe_layers(model, p["texts"], p["labels"], progress=False, **p["options"])
+    table.insert(2, "task", p["task"])
+    return table.to_dict(orient="records")
+
+
+def _distributed(models, units, work, checkpoint, progress, distributed: dict) -> list[pd.DataFrame]:
+    from layerscope.distributed import run_units
+
+    if not all(isinstance(m, str) for m in models):
+        raise LayerscopeError("a distributed run names its models (workers load them): pass names or paths")
+    results = run_units(units, work, no_model, checkpoint=checkpoint, progress=progress, **distributed)
+    return [pd.DataFrame(rows) for rows in results.values()]
+
+
 def compare_models(
     models: Sequence,
     texts: Sequence[str],
@@ -47,6 +90,9 @@ def compare_models(
     checkpoint: Checkpoint | None = None,
     load_options: dict | None = None,
     progress: bool = True,
+    workers: int | None = None,
+    address: str | None = None,
+    gpus_per_worker: float = 0.0,
     **options,
 ) -> pd.DataFrame:
     """The same Layer-by-Layer metrics on several models, against relative depth.
@@ -59,6 +105,8 @@ def compare_models(
             augmentations and seeds for every model).
         checkpoint: an :class:`layerscope.results.io.Checkpoint`; a model already in it is not run
             (nor loaded) again, and each finished model is added to it.
+        workers, address, gpus_per_worker: run one model per Ray worker (see
+            :func:`layerscope.distributed.run_units`); the workers load the named models themselves.
 
     Returns:
         DataFrame ``model, depth, relative_depth, metric, value``: ``relative_depth = depth / L``
@@ -68,6 +116,17 @@ def compare_models(
     models = _check_names(models)
     names = [canonical_metric(m) for m in metrics]  # fail on a bad name before loading anything
     tables = []
+    if workers is not None or address is not None:
+        from layerscope.distributed import Unit
+
+        units = [
+            Unit(_key(m), {"model": m, "load_options": load_options, "texts": list(texts), "metrics": names,
+                           "options": options})
+            for m in models
+        ]  # fmt: skip
+        distributed = {"workers": workers, "address": address, "gpus_per_worker": gpus_per_worker}
+        tables = _distributed(models, units, metrics_unit, checkpoint, progress, distributed)
+        models = []
     for entry in models:
         key = _key(entry)
         if checkpoint is not None and checkpoint.done(key):
@@ -92,6 +151,9 @@ def compare_probes(
     checkpoint: Checkpoint | None = None,
     load_options: dict | None = None,
     progress: bool = True,
+    workers: int | None = None,
+    address: str | None = None,
+    gpus_per_worker: float = 0.0,
     **options,
 ) -> pd.DataFrame:
     """:func:`probe_layers` for every (model, task): ``model, task, depth, relative_depth, accuracy, accuracy_std, n``.
@@ -101,11 +163,24 @@ def compare_probes(
         tasks: ``{name: (texts, labels)}``.
         checkpoint: units are ``[model, task]``; finished ones are skipped.
         options: passed to :func:`probe_layers` (pooling, folds, seed, batch_size, batch_budget).
+        workers, address, gpus_per_worker: run the (model, task) units on Ray workers.
     """
     models = _check_names(models)
     if not tasks:
         raise LayerscopeError("no task given")
     tables = []
+    if workers is not None or address is not None:
+        from layerscope.distributed import Unit
+
+        units = [
+            Unit((_key(m), task), {"model": m, "load_options": load_options, "texts": list(texts),
+                                   "labels": list(labels), "task": task, "options": options})
+            for m in models
+            for task, (texts, labels) in tasks.items()
+        ]  # fmt: skip
+        distributed = {"workers": workers, "address": address, "gpus_per_worker": gpus_per_worker}
+        tables = _distributed(models, units, probe_unit, checkpoint, progress, distributed)
+        models = []
     for entry in models:
         key = _key(entry)
         todo = [t for t in tasks if checkpoint is None or not checkpoint.done([key, t])]
