@@ -93,6 +93,19 @@ def run_by_start(
     )
 
 
+def length_groups(batch: Batch) -> list[tuple[list[int], int, Batch]]:
+    """``(rows, pad, the rows as one unpadded batch)`` for each prompt length of a left-padded batch."""
+    by_pad: dict[int, list[int]] = {}
+    for row, pad in enumerate(batch.pad):
+        by_pad.setdefault(pad, []).append(row)
+    groups = []
+    for pad, rows in by_pad.items():
+        sub = batch.select(rows)
+        groups.append((rows, pad, Batch(sub.prompts, sub.input_ids[:, pad:], sub.attention_mask[:, pad:], None,
+                                        [0] * len(rows))))  # fmt: skip
+    return groups
+
+
 def run_by_length(
     model, batch: Batch, ivs, n_variants: int, start_layer, start_states, loop, capture, capture_positions, logits,
     grad: bool = False,
@@ -100,13 +113,8 @@ def run_by_length(
     """A left-padded run as one unpadded run per prompt length, put back into the padded layout."""
     from layerscope.engine.run import run
 
-    by_pad: dict[int, list[int]] = {}
-    for row, pad in enumerate(batch.pad):
-        by_pad.setdefault(pad, []).append(row)
     out_logits, cache = None, {}
-    for pad, rows in by_pad.items():
-        sub = batch.select(rows)
-        sub = Batch(sub.prompts, sub.input_ids[:, pad:], sub.attention_mask[:, pad:], None, [0] * len(rows))
+    for rows, pad, sub in length_groups(batch):
         states = start_states
         if isinstance(states, torch.Tensor):
             states = (states if states.shape[0] == 1 else states[rows])[:, pad:]

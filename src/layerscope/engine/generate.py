@@ -240,16 +240,11 @@ def generate(
 def _generate_by_length(model, batch: Batch, ivs, n_variants: int, **options) -> Generation:
     """Generation for a model that cannot take left padding (RWKV): one unpadded batch per length,
     merged back in row order (rows that stopped early are padded with the pad id)."""
-    from layerscope.engine.fallback import _rows_of
+    from layerscope.engine.fallback import _rows_of, length_groups
 
-    by_pad: dict[int, list[int]] = {}
-    for row, pad in enumerate(batch.pad):
-        by_pad.setdefault(pad, []).append(row)
     pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
     parts = {}
-    for pad, rows in by_pad.items():
-        sub = batch.select(rows)
-        sub = Batch(sub.prompts, sub.input_ids[:, pad:], sub.attention_mask[:, pad:], None, [0] * len(rows))
+    for rows, pad, sub in length_groups(batch):
         parts[pad] = (rows, generate(model, sub, interventions=_rows_of(ivs, rows), **options))
     width = max(g.tokens.shape[1] for _, g in parts.values())
     tokens = torch.full((batch.size, width), pad_id, dtype=torch.long, device=model.device)

@@ -261,16 +261,9 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
     return bool((a.float() - b.float()).abs().max() <= tol)
 
 
-def _run(model, *args, **kwargs):
-    """The engine's run itself (``Model.run`` takes no private options)."""
-    from layerscope.engine.run import run
-
-    return run(model, *args, **kwargs)
-
-
 def _plain_output(model, ids: torch.Tensor) -> torch.Tensor:
     """The reference: logits (decoders) or the last block's output (encoders) of an engine run."""
-    out = _run(model, _batch(model, ids), capture=("resid_post", -1))
+    out = model.run(_batch(model, ids), capture=("resid_post", -1))
     return out.logits if model.is_causal else out.get("resid_post", model.n_layers - 1)
 
 
@@ -286,16 +279,16 @@ def _batch(model, ids: torch.Tensor):
 def _start_layer_ok(model, ids, plain) -> bool:
     k = max(1, model.n_layers // 2)
     batch = _batch(model, ids)
-    clean = _run(model, batch, capture="resid_pre")
-    out = _run(model, batch, start_layer=k, start_states=clean.get("resid_pre", k), capture=("resid_post", -1))
+    clean = model.run(batch, capture="resid_pre")
+    out = model.run(batch, start_layer=k, start_states=clean.get("resid_pre", k), capture=("resid_post", -1))
     return _close(_output(model, out), plain)
 
 
 def _staggered_ok(model, ids, plain) -> bool:
     k = max(1, model.n_layers // 2)
     batch = _batch(model, ids)
-    clean = _run(model, batch, capture="resid_pre")
-    out = _run(model,
+    clean = model.run(batch, capture="resid_pre")
+    out = model.run(
         batch, variants=[[], []], start_layer=[0, k], start_states={k: clean.get("resid_pre", k)},
         capture=("resid_post", -1), _fallback=False,
     )  # fmt: skip
@@ -310,7 +303,7 @@ def _padding_mode(model, caps: Capabilities) -> str:
         try:
             batch = from_ids(model.tokenizer, [long[0].tolist(), short[0].tolist()], ["a", "b"], [None, None],
                              model.device)  # fmt: skip
-            out = _run(model, batch, capture=("resid_post", -1), _fallback=False)
+            out = model.run(batch, capture=("resid_post", -1), _fallback=False)
             if _close(_output(model, out)[1:, -1], alone):
                 return mode
         except Exception:  # noqa: S112 - a mode the model cannot take is simply not its mode
@@ -355,14 +348,14 @@ def _prefix_ok(model, ids, plain) -> bool:
     ids = ids[:, :3]
     plain = _plain_output(model, ids)
     batch = _batch(model, ids)
-    kept = _run(model, batch, keep_cache=True)
-    reused = _run(model, batch, variants=[[], []], prefix=kept, prefix_length=2, _fallback=False)
+    kept = model.run(batch, keep_cache=True)
+    reused = model.run(batch, variants=[[], []], prefix=kept, prefix_length=2, _fallback=False)
     if not _close(reused.logits[:1, -1], plain[:, -1]):
         return False
     if model.caps.staggered:  # the staggered path widens the prefix cache block by block
         k = max(1, model.n_layers // 2)
-        clean = _run(model, batch, capture="resid_pre")
-        out = _run(model,
+        clean = model.run(batch, capture="resid_pre")
+        out = model.run(
             batch, variants=[[], []], start_layer=[0, k], prefix=kept, prefix_length=2,
             start_states={k: clean.get("resid_pre", k)[:, 2:]}, _fallback=False,
         )  # fmt: skip
