@@ -214,11 +214,12 @@ def add_distributed(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def distributed_options(args: argparse.Namespace) -> dict:
-    """``run_units`` keywords from the parsed options, and the model spec every worker loads."""
+    """``run_units`` keywords from the parsed options (workers load what the driver's ``ls.load`` was given)."""
     workers, address = getattr(args, "workers", None), getattr(args, "ray", None)
     if workers is None and address is None:
         return {}
     if workers is not None and workers < 1:
         raise LayerscopeError(f"--workers must be at least 1, got {workers}")
-    spec = {"model": args.model, "device": args.device, "dtype": args.dtype}
-    return {"workers": workers, "address": address, "gpus_per_worker": args.gpus_per_worker, "model_spec": spec}
+    if getattr(args, "gpus_per_worker", 0.0) < 0:
+        raise LayerscopeError(f"--gpus-per-worker must be 0 or more, got {args.gpus_per_worker}")
+    return {"workers": workers, "address": address, "gpus_per_worker": args.gpus_per_worker}

@@ -19,10 +19,12 @@ from layerscope.errors import LayerscopeError
 class _Worker:
     """Runs units on its own model replica (one per actor, loaded once)."""
 
-    def __init__(self, spec: ModelSpec, threads: int):
+    def __init__(self, spec: ModelSpec, threads: int, gpus: float = 0.0):
         import torch
 
         torch.set_num_threads(threads)
+        if gpus and isinstance(spec, dict) and str(spec.get("device", "cpu")) == "cpu" and not spec.get("device_map"):
+            spec = {**spec, "device": "cuda"}  # Ray gave this actor a GPU (CUDA_VISIBLE_DEVICES): use it
         self.model = build_model(spec)
 
     def run(self, work: Callable, unit: Unit) -> list[dict]:
@@ -48,11 +50,6 @@ class RayPool:
     def __init__(
         self, spec: ModelSpec, workers: int | None, address: str | None, gpus_per_worker: float, threads: int
     ):
-        if not isinstance(spec, dict) and not callable(spec):
-            raise LayerscopeError(
-                "a distributed run needs a model spec each worker can load (a name, e.g. model='smollm2-135m'), "
-                "not a loaded model"
-            )
         self.ray = _import_ray()
         self.spec, self.address, self.gpus, self.threads = spec, address, gpus_per_worker, threads
         self.requested = workers
@@ -83,7 +80,7 @@ class RayPool:
             self.ray.shutdown()
 
     def _start(self):
-        return self.actor_class.remote(self.spec, self.threads)
+        return self.actor_class.remote(self.spec, self.threads, self.gpus)
 
     def map(self, work: Callable, units: Sequence[Unit], max_retries: int = 3) -> Iterator[tuple[Unit, list, int]]:
         """Yield ``(unit, rows, worker index)`` as units finish (in any order)."""

@@ -28,7 +28,7 @@ ModelSpec = dict | Callable[[], Any]
 
 @dataclass(frozen=True)
 class Unit:
-    """One resumable piece of work: ``key`` (JSON-able, unique in the run) and its ``payload``."""
+    """One resumable piece of work: ``key`` (hashable and JSON-able, unique in the run) and its ``payload``."""
 
     key: Any
     payload: Any = None
@@ -58,6 +58,25 @@ def build_model(spec: ModelSpec):
     return load(**{"progress": False, **spec})
 
 
+def is_spec(model) -> bool:
+    """Whether ``model`` describes a model (a dict or a callable) rather than being one."""
+    return isinstance(model, dict) or (callable(model) and not hasattr(model, "hf"))
+
+
+def worker_spec(model) -> ModelSpec:
+    """What each worker loads: a spec as given, or the spec a loaded model remembers (``ls.load``
+    records its arguments in ``model.spec``)."""
+    if is_spec(model):
+        return model
+    spec = getattr(model, "spec", None)
+    if spec is None:
+        raise LayerscopeError(
+            f"a distributed run needs a model each worker can load: {getattr(model, 'name', 'this model')} was "
+            "built in memory; load it with ls.load(name or path), or give model.spec (a zero-argument callable)"
+        )
+    return spec
+
+
 def run_units(
     units: Iterable[Unit],
     work: Callable[[Any, Unit], list[dict]],
@@ -77,8 +96,9 @@ def run_units(
     Args:
         units: the work; keys must be unique.
         work: a module-level function (workers import it by name) ``(model, unit) -> rows``.
-        model: in this process, a loaded model (or a spec); with Ray, a spec each worker loads
-            its replica from (``{"model": "smollm2-135m", "dtype": "float32"}``, or a callable).
+        model: a loaded model, or a spec (``{"model": "smollm2-135m", "dtype": "float32"}``, or a
+            zero-argument callable). With Ray each worker loads its replica from the spec, or from the
+            loaded model's ``spec`` (what ``ls.load`` was given).
         workers: start a local Ray cluster with this many workers (actors).
         address: use an existing Ray cluster (``"auto"``, ``"ray://host:10001"``); ``workers``
             then says how many actors to place on it (default: one per CPU the cluster has).
@@ -92,6 +112,9 @@ def run_units(
     """
     units = list(units)
     keys = [u.key for u in units]
+    unhashable = [k for k in keys if getattr(k, "__hash__", None) is None]
+    if unhashable:
+        raise LayerscopeError(f"a work unit's key must be hashable (a tuple, not a list): {unhashable[0]!r}")
     if len(set(map(repr, keys))) != len(keys):
         raise LayerscopeError("work units must have unique keys")
     if workers is not None and workers < 1:
@@ -109,14 +132,14 @@ def run_units(
     bar = tqdm(total=len(units), initial=len(units) - len(todo), desc=desc, unit="unit", disable=not show)
     try:
         if workers is None and address is None:
-            local = model if not isinstance(model, dict) and not callable(model) else build_model(model)
+            local = build_model(model) if is_spec(model) else model
             for unit in todo:
                 _record(results, checkpoint, unit, work(local, unit))
                 bar.update(1)
         else:
             from layerscope.distributed.ray_pool import RayPool
 
-            with RayPool(model, workers, address, gpus_per_worker, threads_per_worker) as pool:
+            with RayPool(worker_spec(model), workers, address, gpus_per_worker, threads_per_worker) as pool:
                 for unit, rows, worker in pool.map(work, todo, max_retries):
                     if _record(results, checkpoint, unit, rows):
                         bar.update(1)

@@ -78,6 +78,9 @@ class Model:
             self.available_sites.add("mlp_out")
         self._lock = threading.Lock()
         self._owner: int | None = None
+        #: how another process builds this model (``ls.load`` keywords, or a zero-argument callable):
+        #: what Ray workers load their replicas from; None for a model wrapped in memory
+        self.spec: dict | Callable[[], Model] | None = None
         self.caps = capabilities(self, use_cache=check_cache)
         apply_capabilities(self, self.caps)
         if head is not None:
@@ -237,4 +240,11 @@ def load(
         offload_folder=offload_folder,
     )
     description = source.description if source.gguf is None else f"{source.description} -> {folder}"
-    return Model(hf, tokenizer, name=source.name, source=description, kind=kind, head=head, parts=parts)
+    loaded = Model(hf, tokenizer, name=source.name, source=description, kind=kind, head=head, parts=parts)
+    loaded.spec = {
+        "model": None if model is None else str(model), "device": device, "dtype": dtype if isinstance(dtype, str)
+        else str(dtype).removeprefix("torch."), "device_map": device_map, "trust_remote_code": trust_remote_code,
+        "head": head, "parts": parts, "max_memory": max_memory,
+        "offload_folder": None if offload_folder is None else str(offload_folder),
+    }  # fmt: skip
+    return loaded

@@ -6,6 +6,8 @@ prompts are ordinary strings and substrings resolve through character offsets li
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 __all__ = ["ARCHITECTURES", "tiny_config", "tiny_model", "tiny_tokenizer"]
@@ -212,4 +214,6 @@ def tiny_model(arch: str = "llama", seed: int = 0, n_layers: int = 4, d_model: i
     else:
         hf = tf.AutoModelForCausalLM.from_config(config)
     hf.eval()
-    return Model(hf, tokenizer, name=f"tiny-{arch}", source="random init (layerscope.testing)")
+    model = Model(hf, tokenizer, name=f"tiny-{arch}", source="random init (layerscope.testing)")
+    model.spec = functools.partial(tiny_model, arch, seed, n_layers, d_model)  # workers rebuild the same model
+    return model

@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 import time
 
-from layerscope.cli.common import add_action, add_batch_budget, add_resume, emit, load_model, options, status
+from layerscope.cli.common import (
+    add_action,
+    add_batch_budget,
+    add_distributed,
+    add_resume,
+    distributed_options,
+    emit,
+    load_model,
+    options,
+    status,
+)
 from layerscope.errors import LayerscopeError
 
 SWEEP_COLUMNS = ["layer", "manipulation", "accuracy", "answer_prob", "n", "task", "clean_accuracy"]
@@ -66,6 +76,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         recipe=args.recipe,
         freeze_index=args.freeze_index,
         skip_positions=args.skip_positions,
+        **distributed_options(args),
     )
     status(f"done in {time.perf_counter() - start:.1f}s")
     clean = float(table["clean_accuracy"].iloc[0])
@@ -215,6 +226,7 @@ def register(command) -> None:
     )
     s.add_argument("--out", help="write a PNG with one accuracy curve (and answer probability) per manipulation")
     add_resume(s, "finished item groups are not redone")
+    add_distributed(s, "item groups (prompts of similar length, one unit each)")
 
     w = action(
         "switch",

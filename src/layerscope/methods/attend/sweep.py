@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from layerscope.distributed import Unit, run_units
 from layerscope.engine.chunking import DEFAULT_BUDGET, row_bytes
 from layerscope.engine.grouping import length_groups
 from layerscope.engine.interventions import resolve_layers
@@ -52,12 +53,16 @@ def sweep_task(
     recipe: str = "paper",
     freeze_index: str | None = None,
     skip_positions: PositionSpec | None = None,
+    workers: int | None = None,
+    address: str | None = None,
+    gpus_per_worker: float = 0.0,
 ) -> pd.DataFrame:
     """Accuracy and mean answer probability per (k, manipulation), manipulating from k on.
 
     Items are scored in groups of similar prompt length (at most ``max_group_rows`` prompts, and a
     clean run that fits ``batch_budget``); each group is one :func:`evaluate` sweep. With
-    ``checkpoint`` (an :class:`layerscope.results.io.Checkpoint`) finished groups are skipped on a rerun.
+    ``checkpoint`` (an :class:`layerscope.results.io.Checkpoint`) finished groups are skipped on a rerun;
+    with ``workers`` / ``address`` the groups are Ray work units (:func:`layerscope.distributed.run_units`).
 
     ``recipe="authors"`` follows the authors' code (:mod:`layerscope.methods.attend.recipes`): their
     freeze index (their k = our freeze at k - 1, so no freeze row at k = 0) and skip-attention at
@@ -101,30 +106,25 @@ def sweep_task(
     lengths = [n for n, _ in encoded]
     rows_of = [r for _, r in encoded]
     groups = _groups(model, lengths, rows_of, sum(k > 0 for k in grid), batch_budget, max_group_rows)
+    distributed = workers is not None or address is not None
+    units = [
+        Unit((group[0], len(group)), {
+            "items": [items[i] for i in group], "grid": grid, "cells": cells, "match": match,
+            "batch_budget": batch_budget, "progress": progress and not distributed,
+            "desc": f"{task} {g + 1}/{len(groups)}" if len(groups) > 1 else task,
+        })
+        for g, group in enumerate(groups)
+    ]  # fmt: skip
+    results = run_units(
+        units, group_unit, model, workers=workers, address=address, gpus_per_worker=gpus_per_worker,
+        checkpoint=checkpoint, progress=progress and (distributed or len(units) > 1), desc=f"{task} groups",
+    )  # fmt: skip
     totals: dict[tuple, list[float]] = {}
-    for g, group in enumerate(groups):
-        key = [group[0], len(group)]
-        if checkpoint is None or not checkpoint.done(key):
-            clean, scored = evaluate(
-                model,
-                [items[i] for i in group],
-                grid,
-                match=match,
-                batch_budget=batch_budget,
-                progress=progress,
-                desc=f"{task} {g + 1}/{len(groups)}" if len(groups) > 1 else task,
-            )
-            units = [_unit(key, "clean", -1, clean)]
-            units += [_unit(key, *cells[cell], s) for cell, s in scored.items()]
-            if checkpoint is not None:
-                checkpoint.add(key, units)
-        else:
-            units = [u for u in checkpoint.rows() if u["group"] == key]
-        for u in units:
-            acc = totals.setdefault((u["manipulation"], u["layer"]), [0.0, 0.0, 0])
-            acc[0] += u["correct"]
-            acc[1] += u["prob_sum"]
-            acc[2] += u["n"]
+    for u in (row for rows in results.values() for row in rows):
+        acc = totals.setdefault((u["manipulation"], u["layer"]), [0.0, 0.0, 0])
+        acc[0] += u["correct"]
+        acc[1] += u["prob_sum"]
+        acc[2] += u["n"]
     clean_correct, clean_prob, n = totals[("clean", -1)]
     out = [
         {
@@ -143,6 +143,18 @@ def sweep_task(
     ]
     recorded = {"recipe": used["recipe"], "freeze_index": used["freeze_index"], "skip_positions": str(skip_at)}
     return tidy(pd.DataFrame(out), model=model, method="attend", **recorded)
+
+
+def group_unit(model, unit) -> list[dict]:
+    """One length group's clean run and every manipulated variant, as count rows (a work unit:
+    locally or on a Ray worker)."""
+    p = unit.payload
+    clean, scored = evaluate(
+        model, p["items"], p["grid"], match=p["match"], batch_budget=p["batch_budget"], progress=p["progress"],
+        desc=p["desc"],
+    )  # fmt: skip
+    key = list(unit.key)
+    return [_unit(key, "clean", -1, clean)] + [_unit(key, *p["cells"][cell], s) for cell, s in scored.items()]
 
 
 def _item_rows(model, item: Item, match: str) -> tuple[int, int]:

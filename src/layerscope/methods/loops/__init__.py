@@ -36,6 +36,7 @@ _EXPORTS = {
     "INTROSPECTION_NAME": "layerscope.methods.loops.inject:INTROSPECTION_NAME",
     "concept_directions": "layerscope.methods.loops.inject:concept_directions",
     "concept_injection": "layerscope.methods.loops.inject:concept_injection",
+    "concept_injections": "layerscope.methods.loops.inject:concept_injections",
     "injection": "layerscope.methods.loops.inject:injection",
     "reference_norm": "layerscope.methods.loops.inject:reference_norm",
     "variant_states": "layerscope.methods.loops.inject:variant_states",

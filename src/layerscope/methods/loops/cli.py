@@ -6,7 +6,17 @@ import argparse
 import time
 from pathlib import Path
 
-from layerscope.cli.common import add_action, add_batch_budget, add_resume, emit, load_model, options, status
+from layerscope.cli.common import (
+    add_action,
+    add_batch_budget,
+    add_distributed,
+    add_resume,
+    distributed_options,
+    emit,
+    load_model,
+    options,
+    status,
+)
 from layerscope.errors import LayerscopeError
 
 
@@ -60,6 +70,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
         probe_layers=probe_layers,
         checkpoint=checkpoint,
         **options(args, "folds", "seed", "batch_budget"),
+        **distributed_options(args),
     )
     status(f"done in {time.perf_counter() - start:.1f}s")
     summary = verification_summary(table)
@@ -70,10 +81,8 @@ def cmd_verify(args: argparse.Namespace) -> None:
 
 
 def cmd_inject(args: argparse.Namespace) -> None:
-    import pandas as pd
-
     from layerscope.datasets import load_concepts
-    from layerscope.methods.loops import concept_injection, parse_block, parse_loops
+    from layerscope.methods.loops import concept_injections, parse_block, parse_loops
     from layerscope.methods.loops.plots import loop_heatmaps
 
     loops = parse_loops(args.loops)
@@ -84,21 +93,27 @@ def cmd_inject(args: argparse.Namespace) -> None:
         raise LayerscopeError(f"unknown concept {', '.join(unknown) or '(none)'}: use one of {', '.join(known)} or all")
     model = load_model(args)
     block = parse_block(args.block, model.n_layers)
+    checkpoint = None
+    if args.resume:
+        from layerscope.results.io import Checkpoint
+
+        config = {"command": "loop inject", "model": model.name, "block": list(block), "chat": args.chat,
+                  **{k: getattr(args, k) for k in ("layer", "inject_layer", "read_layer", "scale", "max_new_tokens")}}
+        checkpoint = Checkpoint(args.resume, config, restart=args.restart)
+        if len(checkpoint):
+            status(f"resuming from {args.resume}: {len(checkpoint)} (concept, loop count) unit(s) already done")
+    status(f"{', '.join(names)}: block [{block[0]}, {block[1]}) x {loops}, scale {args.scale} ...")
     start = time.perf_counter()
-    tables = []
-    for concept in names:
-        status(f"{concept}: block [{block[0]}, {block[1]}) x {loops}, scale {args.scale} ...")
-        tables.append(
-            concept_injection(
-                model,
-                concept,
-                block,
-                loops,
-                chat=_chat(args.chat),
-                **options(args, "layer", "inject_layer", "read_layer", "scale", "max_new_tokens", "batch_budget"),
-            )
-        )
-    table = pd.concat(tables, ignore_index=True)
+    table = concept_injections(
+        model,
+        names,
+        block,
+        loops,
+        chat=_chat(args.chat),
+        checkpoint=checkpoint,
+        **options(args, "layer", "inject_layer", "read_layer", "scale", "max_new_tokens", "batch_budget"),
+        **distributed_options(args),
+    )
     status(f"done in {time.perf_counter() - start:.1f}s")
     if args.out:
         out = Path(args.out)
@@ -169,6 +184,7 @@ def register(command) -> None:
     v.add_argument("--seed", type=int, default=0, help="item and fold seed (default: 0)")
     v.add_argument("--out", help="write a PNG of P_RR per step and P_TP/P_SV/sup P_RR per loop count")
     add_resume(v, "finished loop counts are not run again")
+    add_distributed(v, "loop counts (one unit each)")
     i = _action(
         actions,
         "inject",
@@ -193,3 +209,5 @@ def register(command) -> None:
     i.add_argument("--scale", type=float, default=1.0, help="injected norm / median state norm (default: 1)")
     i.add_argument("--max-new-tokens", type=int, default=6, help="tokens of the naming answer (default: 6)")
     i.add_argument("--out", help="write the heatmaps (largest loop count) to this PNG")
+    add_resume(i, "finished (concept, loop count) units are not run again")
+    add_distributed(i, "(concept, loop count) units")

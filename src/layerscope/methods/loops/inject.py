@@ -272,3 +272,45 @@ def concept_injection(
                 }
             )
     return tidy(pd.DataFrame(rows, columns=INJECT_COLUMNS), model=model, method="loops")
+
+
+def inject_unit(model, unit) -> list[dict]:
+    """One (concept, loop count): its :func:`concept_injection` rows (a work unit: locally or on Ray)."""
+    concept, n = unit.key
+    table = concept_injection(model, concept, loops=[n], progress=False, **unit.payload)
+    return table.drop(columns=["model", "method"]).to_dict(orient="records")
+
+
+def concept_injections(
+    model,
+    concepts: Sequence[str],
+    block: Block | str | None = None,
+    loops: Sequence[int] | str = (1, 2, 3, 4),
+    *,
+    checkpoint=None,
+    progress: bool = True,
+    workers: int | None = None,
+    address: str | None = None,
+    gpus_per_worker: float = 0.0,
+    **options,
+) -> pd.DataFrame:
+    """:func:`concept_injection` for several concepts, one work unit per (concept, loop count).
+
+    ``checkpoint`` (a :class:`layerscope.results.io.Checkpoint`) skips finished units on a rerun;
+    ``workers`` / ``address`` run the units on Ray (:func:`layerscope.distributed.run_units`).
+    ``options`` are :func:`concept_injection`'s (layer, inject_layer, read_layer, scale, ...).
+    """
+    from layerscope.distributed import Unit, run_units
+
+    concepts = list(dict.fromkeys(concepts))
+    if not concepts:
+        raise LayerscopeError("no concept given")
+    block = parse_block(block, model.n_layers)
+    loops = parse_loops(loops)
+    units = [Unit((c, n), {"block": block, **options}) for c in concepts for n in loops]
+    results = run_units(
+        units, inject_unit, model, workers=workers, address=address, gpus_per_worker=gpus_per_worker,
+        checkpoint=checkpoint, progress=progress, desc="concept x loops",
+    )  # fmt: skip
+    rows = [row for rows in results.values() for row in rows]
+    return tidy(pd.DataFrame(rows, columns=INJECT_COLUMNS), model=model, method="loops")

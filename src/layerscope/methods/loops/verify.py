@@ -38,6 +38,9 @@ def self_verification(
     batch_budget: str | int | None = None,
     progress: bool = True,
     checkpoint=None,
+    workers: int | None = None,
+    address: str | None = None,
+    gpus_per_worker: float = 0.0,
 ) -> pd.DataFrame:
     """P_TP, P_SV and P_RR per (layer, iteration), for each loop count.
 
@@ -47,35 +50,67 @@ def self_verification(
         probe_layers: layers probed (default all; inside the block at every iteration).
         folds, seed: stratified k-fold CV of :func:`layerscope.readout.probes.probe_accuracy`.
         checkpoint: an :class:`layerscope.results.io.Checkpoint`; finished loop counts are skipped.
+        workers, address, gpus_per_worker: one loop count per Ray work unit
+            (:func:`layerscope.distributed.run_units`). In one process the loop counts share one pass
+            below the block instead.
     Returns:
         Tidy rows ``task, loops, metric, layer, iteration, step, value, std, n``; ``metric`` is
         ``P_TP``, ``P_SV``, ``yes_rate`` (share of Yes verdicts), ``p_yes`` (mean normalised P(Yes))
         or ``P_RR`` (one row per probed (layer, iteration); ``step`` = index in execution order).
     """
+    block = parse_block(block, model.n_layers)
+    loops = parse_loops(loops)
+    _probe_folds(task.labels, folds)  # a task the probe cannot score fails before any forward
+    options = {"probe_layers": probe_layers, "folds": folds, "seed": seed, "batch_budget": batch_budget}
+    if workers is not None or address is not None:
+        from layerscope.distributed import Unit, run_units
+
+        units = [Unit(n, {"task": task, "block": block, **options}) for n in loops]
+        results = run_units(units, verify_unit, model, workers=workers, address=address,
+                            gpus_per_worker=gpus_per_worker, checkpoint=checkpoint, progress=progress,
+                            desc=f"{task.name}: loop counts")  # fmt: skip
+        rows = [r for n in loops for r in results[n]]
+    else:
+        pending = [n for n in loops if checkpoint is None or not checkpoint.done(n)]
+        collected = _verify_rows(model, task, block, pending, progress=progress, **options) if pending else {}
+        for n, got in collected.items():
+            if checkpoint is not None:
+                checkpoint.add(n, got)
+        rows = [r for n in loops for r in (collected[n] if n in collected else checkpoint.rows_of(n))]
+    return tidy(_tidy(pd.DataFrame(rows), VERIFY_COLUMNS, ["layer", "iteration", "step"]), model=model, method="loops")
+
+
+def verify_unit(model, unit) -> list[dict]:
+    """One loop count's rows (a Ray work unit)."""
+    p = dict(unit.payload)
+    task, block = p.pop("task"), p.pop("block")
+    return _verify_rows(model, task, block, [unit.key], progress=False, **p)[unit.key]
+
+
+def _verify_rows(
+    model, task: OracleTask, block: Block, loops: list[int], *, probe_layers, folds, seed, batch_budget, progress
+) -> dict[int, list[dict]]:
+    """``{n: rows}`` for the loop counts ``loops``, sharing one pass below the block."""
     from threadpoolctl import threadpool_limits
 
     from layerscope.readout.probes import probe_accuracy
 
-    block = parse_block(block, model.n_layers)
-    loops = parse_loops(loops)
     labels = task.labels
     folds = _probe_folds(labels, folds)
-    pending = [n for n in loops if checkpoint is None or not checkpoint.done(n)]
-    collected = {}
-    if pending:
-        collected = loop_states(
-            model,
-            task.verify_prompts,
-            block,
-            pending,
-            layers=probe_layers,
-            score=yes_no_scorer(model.tokenizer),
-            batch_budget=batch_budget,
-            progress=progress,
-            desc=f"{task.name}: verify",
-        )
+    collected = loop_states(
+        model,
+        task.verify_prompts,
+        block,
+        loops,
+        layers=probe_layers,
+        score=yes_no_scorer(model.tokenizer),
+        batch_budget=batch_budget,
+        progress=progress,
+        desc=f"{task.name}: verify",
+    )
     base = {"task": task.name, "n": len(task.items)}
-    for n in pending:
+    out = {}
+    for n in loops:
         got = collected[n]
         p_yes = (got.scores[:, 0] / got.scores.sum(-1).clamp(min=1e-30)).numpy()
         verdict = got.scores[:, 0] > got.scores[:, 1]
@@ -113,15 +148,8 @@ def self_verification(
                     "std": std,
                 }
             )
-        if checkpoint is not None:
-            checkpoint.add(n, rows)
-        else:
-            collected[n] = rows
-    if checkpoint is not None:
-        rows = [r for r in checkpoint.rows() if r["loops"] in loops]
-    else:
-        rows = [r for n in loops for r in collected[n]]
-    return tidy(_tidy(pd.DataFrame(rows), VERIFY_COLUMNS, ["layer", "iteration", "step"]), model=model, method="loops")
+        out[n] = rows
+    return out
 
 
 def _tidy(table: pd.DataFrame, columns: list[str], int_columns: list[str]) -> pd.DataFrame:

@@ -112,7 +112,8 @@ def pair_sweep(
         pairs: dicts with ``clean``, ``corrupt``, ``answer``, ``wrong`` (see :func:`load_pairs`).
         checkpoint: finished pairs are not run again (units keyed by the pair's index).
         workers, address, gpus_per_worker: run the pairs on Ray (see :func:`run_units`); the
-            workers load ``model_spec`` (``ls.load`` keywords, e.g. ``{"model": "smollm2-135m"}``).
+            workers load ``model_spec`` (``ls.load`` keywords, e.g. ``{"model": "smollm2-135m"}``),
+            by default what ``model`` was loaded from (``model.spec``).
     Returns:
         Per-pair rows (``aggregate = "pair"``: the cell's ``value``, ``normalized``, the pair's
         baselines) and the mean grid (``aggregate = "mean"``: ``normalized`` = the mean over the
@@ -126,11 +127,9 @@ def pair_sweep(
     options = {"site": site, "layers": layers, "batch_budget": batch_budget}
     units = [Unit(i, {"pair": pairs[i], "options": options}) for i in keep]
     distributed = workers is not None or address is not None
-    if distributed and model_spec is None:
-        raise LayerscopeError("a distributed pair sweep needs model_spec (what each worker loads)")
     results = run_units(
-        units, pair_unit, model_spec if distributed else model, workers=workers, address=address,
-        gpus_per_worker=gpus_per_worker, checkpoint=checkpoint, progress=progress, desc="pairs",
+        units, pair_unit, model_spec if distributed and model_spec is not None else model, workers=workers,
+        address=address, gpus_per_worker=gpus_per_worker, checkpoint=checkpoint, progress=progress, desc="pairs",
     )  # fmt: skip
     cells = pd.DataFrame([row for rows in results.values() for row in rows])
     cells.insert(0, "aggregate", "pair")

@@ -78,6 +78,64 @@ def attribute_probe(
     return pd.DataFrame(rows)
 
 
+def relation_unit(model, unit) -> list[dict]:
+    """One relation's Patchscope items and probe rows (a work unit: runs locally or on a Ray worker)."""
+    from layerscope.datasets import load_relations
+
+    p = unit.payload
+    name = unit.key
+    try:
+        rows = load_relations(name)
+    except ValueError as error:
+        raise LayerscopeError(str(error)) from None
+    chosen = _sample(rows, p["limit"], p["seed"])
+    if p["recipe"] == "authors":
+        chosen = known_items(model, chosen, p["max_new_tokens"])
+        if not chosen:
+            return []
+    table = patchscope(
+        model,
+        [Source(row["source"], row["subject"]) for row in chosen],
+        target=rows[0]["template"],
+        source_layers=p["source_layers"],
+        target_layers=p["target_layers"],
+        max_new_tokens=p["max_new_tokens"],
+        batch_budget=p["batch_budget"],
+        progress=p["progress"],
+    )
+    out = []
+    for rec in table.itertuples():
+        row = chosen[rec.source]
+        answers = [row["object"], *row.get("object_aliases", [])]
+        out.append(
+            {
+                "kind": "item",
+                "relation": name,
+                "subject": row["subject"],
+                "object": row["object"],
+                "source_layer": rec.source_layer,
+                "target_layer": rec.target_layer,
+                "text": rec.text,
+                "correct": mentions(rec.text, answers),
+            }
+        )
+    if p["probe"]:
+        probe_table = attribute_probe(model, rows, p["source_layers"], p["folds"], p["seed"], p["batch_budget"])
+        for rec in probe_table.to_dict("records"):
+            out.append({"kind": "probe", "relation": name, **rec})
+    return out
+
+
+def _announced(work: Callable, announce: Callable[[str], None]) -> Callable:
+    """``work`` that first calls ``announce(unit key)`` (a status line per relation, in one process)."""
+
+    def announced(model, unit):
+        announce(unit.key)
+        return work(model, unit)
+
+    return announced
+
+
 def eval_attributes(
     model,
     relations: Sequence[str] | None = None,
@@ -95,6 +153,9 @@ def eval_attributes(
     progress: bool = False,
     on_relation: Callable[[str], None] | None = None,
     recipe: str = "paper",
+    workers: int | None = None,
+    address: str | None = None,
+    gpus_per_worker: float = 0.0,
 ) -> dict[str, pd.DataFrame]:
     """Attribute extraction over (l, l*) pairs on the shipped relations, with a probe baseline.
 
@@ -109,12 +170,15 @@ def eval_attributes(
         recipe: ``"paper"`` (every sampled subject, every layer) or ``"authors"`` (their notebook:
             only the subjects the model gets right unpatched, i.e. the template with ``x``
             replaced by the subject generates the object, and no source or target layer L - 1).
+        workers, address, gpus_per_worker: one relation per Ray work unit (see
+            :func:`layerscope.distributed.run_units`; the workers load ``model.spec``).
     Returns:
         ``{"items": one row per (relation, subject, l, l*) with text and correct,
         "pairs": accuracy per (relation, l, l*), "probe": probe accuracy per (relation, layer),
         "summary": per relation, the best Patchscope pair vs the best probe layer}``.
     """
-    from layerscope.datasets import load_relations, relation_names
+    from layerscope.datasets import relation_names
+    from layerscope.distributed import Unit, run_units
     from layerscope.recipes import canonical_recipe
 
     recipe = canonical_recipe(recipe)
@@ -137,53 +201,16 @@ def eval_attributes(
         "recipe": recipe,
     }
     checkpoint = Checkpoint(resume, config, restart=restart)
-    for name in names:
-        if checkpoint.done(name):
-            continue
-        if on_relation is not None:
-            on_relation(name)
-        try:
-            rows = load_relations(name)
-        except ValueError as error:
-            raise LayerscopeError(str(error)) from None
-        chosen = _sample(rows, limit, seed)
-        if recipe == "authors":
-            chosen = known_items(model, chosen, max_new_tokens)
-            if not chosen:
-                checkpoint.add(name, [])
-                continue
-        table = patchscope(
-            model,
-            [Source(row["source"], row["subject"]) for row in chosen],
-            target=rows[0]["template"],
-            source_layers=src_layers,
-            target_layers=tgt_layers,
-            max_new_tokens=max_new_tokens,
-            batch_budget=batch_budget,
-            progress=progress,
-        )
-        out = []
-        for rec in table.itertuples():
-            row = chosen[rec.source]
-            answers = [row["object"], *row.get("object_aliases", [])]
-            out.append(
-                {
-                    "kind": "item",
-                    "relation": name,
-                    "subject": row["subject"],
-                    "object": row["object"],
-                    "source_layer": rec.source_layer,
-                    "target_layer": rec.target_layer,
-                    "text": rec.text,
-                    "correct": mentions(rec.text, answers),
-                }
-            )
-        if probe:
-            probe_table = attribute_probe(model, rows, src_layers, folds, seed, batch_budget)
-            for rec in probe_table.to_dict("records"):
-                out.append({"kind": "probe", "relation": name, **rec})
-        checkpoint.add(name, out)
-    all_rows = [r for r in checkpoint.rows() if r["relation"] in names]
+    distributed = workers is not None or address is not None
+    payload = {"limit": limit, "seed": seed, "recipe": recipe, "source_layers": src_layers,
+               "target_layers": tgt_layers, "max_new_tokens": max_new_tokens, "batch_budget": batch_budget,
+               "probe": probe, "folds": folds, "progress": progress and not distributed}  # fmt: skip
+    work = relation_unit if on_relation is None or distributed else _announced(relation_unit, on_relation)
+    results = run_units(
+        [Unit(name, payload) for name in dict.fromkeys(names)], work, model, workers=workers, address=address,
+        gpus_per_worker=gpus_per_worker, checkpoint=checkpoint, progress=progress, desc="relations",
+    )  # fmt: skip
+    all_rows = [row for rows in results.values() for row in rows]
     if not any(r["kind"] == "item" for r in all_rows):
         raise LayerscopeError("no item left to evaluate (the authors' recipe keeps only items the model gets right)")
     items = pd.DataFrame([r for r in all_rows if r["kind"] == "item"]).drop(columns="kind")

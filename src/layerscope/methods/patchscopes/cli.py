@@ -10,7 +10,9 @@ from pathlib import Path
 from layerscope.cli.common import (
     add_action,
     add_batch_budget,
+    add_distributed,
     add_resume,
+    distributed_options,
     emit,
     load_model,
     options,
@@ -155,6 +157,9 @@ def _eval_next_token(args: argparse.Namespace) -> None:
         batch_budget=args.batch_budget,
         progress=not args.json,
         recipe=args.recipe,
+        resume=args.resume,
+        restart=args.restart,
+        **distributed_options(args),
     )
     status(
         f"evaluated {int(table['n'].iloc[0])} positions x {table['layer'].nunique()} layers in "
@@ -200,8 +205,9 @@ def _eval_attributes(args: argparse.Namespace) -> None:
         **options(
             args, "source_layers", "target_layers", "max_new_tokens", "folds", "seed", "resume", "restart",
             "batch_budget",
-        ),  # fmt: skip
-    )
+        ),
+        **distributed_options(args),
+    )  # fmt: skip
     status(f"attribute extraction done in {time.perf_counter() - start:.1f}s")
     pairs, probe, summary = result["pairs"], result["probe"], result["summary"]
     if args.out:
@@ -226,6 +232,7 @@ def _eval_describe(args: argparse.Namespace) -> None:
         model,
         limit=limit,
         **options(args, "layers", "max_new_tokens", "seed", "resume", "restart", "batch_budget"),
+        **distributed_options(args),
     )
     status(f"entity description done in {time.perf_counter() - start:.1f}s")
     per_layer = result["layers"]
@@ -316,6 +323,8 @@ def register(command) -> None:
         help="position sampling: paper = positions 1..T-1 (default); authors = 0..T-2 (their notebooks)",
     )
     q.add_argument("--out", help="write a PNG of Precision@1 and Surprisal vs layer here")
+    add_resume(q, "finished chunks of 16 texts are skipped")
+    add_distributed(q, "chunks of 16 texts")
     add_batch_budget(q)
 
     q = add_action(
@@ -347,6 +356,7 @@ def register(command) -> None:
     )
     q.add_argument("--seed", type=int, default=0, help="subject sampling / fold seed (default: 0)")
     add_resume(q, "finished relations are skipped")
+    add_distributed(q, "relations (one unit each)")
     q.add_argument("--out", help="write a PNG heatmap of accuracy per (l, l*) (mean over relations) here")
     q.add_argument("--save-items", metavar="FILE", help="write every generated item here (.csv, .json or .parquet)")
     add_batch_budget(q)
@@ -367,7 +377,8 @@ def register(command) -> None:
     q.add_argument("--layers", default="::3", help="layers (default: every 3rd, '::3')")
     q.add_argument("--max-new-tokens", type=int, default=30, help="tokens generated (default: 30; paper: 50)")
     q.add_argument("--seed", type=int, default=0, help="entity sampling seed (default: 0)")
-    add_resume(q, "finished entities are skipped")
+    add_resume(q, "finished entities (in units of 5) are skipped")
+    add_distributed(q, "entities (units of 5)")
     q.add_argument("--out", help="write a PNG of ROUGE-L vs layer here")
     q.add_argument(
         "--save-items", metavar="FILE", help="write every generated description here (.csv, .json or .parquet)"
