@@ -283,7 +283,7 @@ def inject_unit(model, unit) -> list[dict]:
 
 def concept_injections(
     model,
-    concepts: Sequence[str],
+    names: Sequence[str],
     block: Block | str | None = None,
     loops: Sequence[int] | str = (1, 2, 3, 4),
     *,
@@ -294,7 +294,7 @@ def concept_injections(
     gpus_per_worker: float = 0.0,
     **options,
 ) -> pd.DataFrame:
-    """:func:`concept_injection` for several concepts, one work unit per (concept, loop count).
+    """:func:`concept_injection` for the concepts ``names``, one work unit per (concept, loop count).
 
     ``checkpoint`` (a :class:`layerscope.results.io.Checkpoint`) skips finished units on a rerun;
     ``workers`` / ``address`` run the units on Ray (:func:`layerscope.distributed.run_units`).
@@ -302,12 +302,12 @@ def concept_injections(
     """
     from layerscope.distributed import Unit, run_units
 
-    concepts = list(dict.fromkeys(concepts))
-    if not concepts:
+    names = list(dict.fromkeys(names))
+    if not names:
         raise LayerscopeError("no concept given")
     block = parse_block(block, model.n_layers)
     loops = parse_loops(loops)
-    units = [Unit((c, n), {"block": block, **options}) for c in concepts for n in loops]
+    units = [Unit((c, n), {"block": block, **options}) for c in names for n in loops]
     results = run_units(
         units, inject_unit, model, workers=workers, address=address, gpus_per_worker=gpus_per_worker,
         checkpoint=checkpoint, progress=progress, desc="concept x loops",
