@@ -35,6 +35,18 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         help="weights and activations dtype (default: float32)",
     )
     group.add_argument(
+        "--device-map",
+        metavar="MAP",
+        help="split the model over devices (accelerate): auto, balanced, sequential (default: all on --device)",
+    )
+    group.add_argument(
+        "--max-memory",
+        metavar="BUDGETS",
+        help="memory per device, e.g. cpu=2GB or 0=20GB,1=20GB,cpu=60GB (a bare size is the CPU's): what does "
+        "not fit is offloaded to disk and streamed in block by block, same numbers (implies --device-map auto)",
+    )
+    group.add_argument("--offload-folder", metavar="DIR", help="where --max-memory offloads (default: a temp folder)")
+    group.add_argument(
         "--json",
         action="store_true",
         help="print the result table as a JSON array of row objects, and nothing else, on stdout",
@@ -78,12 +90,49 @@ def load_model(args: argparse.Namespace):
 
     check_device(args.device)
     start = time.perf_counter()
-    model = load(args.model, device=args.device, dtype=args.dtype, progress=not args.json)
+    model = load(args.model, device=args.device, dtype=args.dtype, progress=not args.json, **placement(args))
     status(
         f"loaded {model.name} ({model.n_layers} layers, d_model {model.d_model}) in {time.perf_counter() - start:.1f}s"
     )
+    placed = getattr(model.hf, "hf_device_map", None)
+    if placed and len(set(placed.values())) > 1 or (placed and "disk" in placed.values()):
+        from collections import Counter
+
+        counts = Counter(str(d) for d in placed.values())
+        status("placement: " + ", ".join(f"{n} module(s) on {d}" for d, n in sorted(counts.items()))
+               + (" (offloaded: streamed in as the forward reaches them)" if "disk" in counts else ""))  # fmt: skip
     remember_model(args, model)
     return model
+
+
+def parse_max_memory(text: str) -> dict[int | str, int]:
+    """``"0=20GB,cpu=60GB"`` -> ``{0: 20e9, "cpu": 60e9}`` (accelerate's ``max_memory``); ``"2GB"`` -> the CPU's."""
+    from layerscope.engine.chunking import parse_budget
+
+    budgets: dict[int | str, int] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        device, _, size = part.rpartition("=")
+        device = device.strip() or "cpu"
+        if not (device == "cpu" or device == "disk" or device.isdigit()):
+            raise LayerscopeError(f"--max-memory {text}: {device!r} is not a device (use cpu or a GPU index: 0, 1)")
+        budgets[int(device) if device.isdigit() else device] = parse_budget(size)
+    if not budgets:
+        raise LayerscopeError("--max-memory is empty: give e.g. cpu=2GB")
+    return budgets
+
+
+def placement(args: argparse.Namespace) -> dict:
+    """``ls.load`` keywords for ``--device-map``, ``--max-memory`` and ``--offload-folder``."""
+    out = {}
+    if getattr(args, "device_map", None):
+        out["device_map"] = args.device_map
+    if getattr(args, "max_memory", None):
+        out["max_memory"] = parse_max_memory(args.max_memory)
+    if getattr(args, "offload_folder", None):
+        if not getattr(args, "max_memory", None):
+            raise LayerscopeError("--offload-folder goes with --max-memory (what does not fit there is offloaded)")
+        out["offload_folder"] = args.offload_folder
+    return out
 
 
 def remember_model(args: argparse.Namespace, model) -> None:
@@ -156,7 +205,7 @@ def save(table: pd.DataFrame, args: argparse.Namespace) -> None:
     status(f"wrote {rows} and {config}")
 
 
-COMMON_DESTS = ("model", "device", "dtype", "json", "save")
+COMMON_DESTS = ("model", "device", "dtype", "device_map", "max_memory", "offload_folder", "json", "save")
 
 
 def add_action(actions, name: str, func, help_text: str, description: str) -> argparse.ArgumentParser:

@@ -25,6 +25,8 @@ class _Worker:
         torch.set_num_threads(threads)
         if gpus and isinstance(spec, dict) and str(spec.get("device", "cpu")) == "cpu" and not spec.get("device_map"):
             spec = {**spec, "device": "cuda"}  # Ray gave this actor a GPU (CUDA_VISIBLE_DEVICES): use it
+        if isinstance(spec, dict) and spec.get("offload_folder"):  # workers on one machine must not share it
+            spec = {**spec, "offload_folder": os.path.join(spec["offload_folder"], f"worker-{os.getpid()}")}
         self.model = build_model(spec)
 
     def run(self, work: Callable, unit: Unit) -> list[dict]:

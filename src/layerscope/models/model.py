@@ -93,7 +93,14 @@ class Model:
 
     @property
     def device(self) -> torch.device:
-        return self.adapter.embed.weight.device
+        """Where inputs go: the embedding's device, or, when accelerate offloaded it (its weight is
+        then on ``meta``), the device its hook runs it on."""
+        device = self.adapter.embed.weight.device
+        if device.type != "meta":
+            return device
+        hook = getattr(self.adapter.embed, "_hf_hook", None)
+        execution = getattr(hook, "execution_device", None)
+        return torch.device("cpu" if execution is None else execution)
 
     @property
     def dtype(self) -> torch.dtype:

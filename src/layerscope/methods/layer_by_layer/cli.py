@@ -57,7 +57,9 @@ def _distributed(args: argparse.Namespace) -> dict:
 
 
 def _load_options(args: argparse.Namespace) -> dict:
-    return {"device": args.device, "dtype": args.dtype, "progress": not args.json}
+    from layerscope.cli.common import placement
+
+    return {"device": args.device, "dtype": args.dtype, "progress": not args.json, **placement(args)}
 
 
 def _checkpoint(args: argparse.Namespace, config: dict):

@@ -16,6 +16,7 @@ from layerscope.cli.common import (
     emit,
     load_model,
     options,
+    placement,
     read_texts,
     remember_model,
     status,
@@ -95,7 +96,8 @@ def _cross_model(args: argparse.Namespace, model):
 
     if args.target_layers == "same":
         raise LayerscopeError("with --target-model, give --target-layers explicitly (e.g. '0,6,12' or 'all')")
-    target_model = load(args.target_model, device=args.device, dtype=args.dtype, progress=not args.json)
+    target_model = load(args.target_model, device=args.device, dtype=args.dtype, progress=not args.json,
+                        **placement(args))  # fmt: skip
     remember_model(args, target_model)  # its hash goes into --save's config too
     pairs = layer_pairs(args.source_layers, args.target_layers, model.n_layers, target_model.n_layers)
     texts = corpus_split()[0][: args.map_texts]
