@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+
 import torch
 
 from layerscope.engine import interventions as iv
@@ -9,6 +13,24 @@ from layerscope.engine.interventions import Intervention
 from layerscope.engine.positions import PositionSpec
 from layerscope.errors import LayerscopeError
 from layerscope.methods.attend.tasks import canonical_manipulation
+
+__all__ = ["manipulation", "seeding", "start_layer", "switch_variant"]
+
+_SEEDING: ContextVar[str] = ContextVar("attend_seeding", default="layerscope")
+
+
+@contextlib.contextmanager
+def seeding(name: str) -> Iterator[None]:
+    """Within the block, :func:`manipulation` calls that pass no ``seeding`` use ``name``.
+
+    This is how :func:`layerscope.methods.attend.seeded.sweep_task` hands the recipe's seeding to
+    the sweep's own :func:`manipulation` calls (``sweep.py`` takes no ``seeding`` argument yet).
+    """
+    token = _SEEDING.set(iv.check_seeding(name))
+    try:
+        yield
+    finally:
+        _SEEDING.reset(token)
 
 
 def manipulation(
@@ -20,22 +42,26 @@ def manipulation(
     every_layer: bool = False,
     freeze_index: str = "ours",
     skip_positions: PositionSpec | None = None,
+    seeding: str | None = None,
 ) -> list[Intervention]:
     """The interventions of one past-token manipulation from block ``layer`` on (see the module doc).
 
     Returns a list (one sweep variant) whose interventions act only at layers >= ``layer``, except
     ``freeze_index="authors"``: the authors' freeze at k saves the input of block k - 1, i.e. our
     freeze at ``layer - 1`` (undefined at 0).  ``skip_positions``: the positions whose attention is
-    dropped by skip-attention (default ``positions``; the authors drop it at ``"all"``).
+    dropped by skip-attention (default ``positions``; the authors drop it at ``"all"``).  ``seeding``:
+    how random and shuffle draw, ``"layerscope"`` or ``"authors"`` (their generator calls, see
+    ``engine/seeding.py``); None = the enclosing :func:`seeding` block's, else ``"layerscope"``.
     """
     name = canonical_manipulation(name)
     if isinstance(layer, bool) or not isinstance(layer, int):
         raise LayerscopeError(f"layer must be an int, got {layer!r}")
     layers = f"{layer}:" if every_layer else layer
+    draws = iv.check_seeding(_SEEDING.get() if seeding is None else seeding)
     if name == "random":
-        return [iv.random("resid_pre", layers, positions, seed=seed)]
+        return [iv.random("resid_pre", layers, positions, seed=seed, seeding=draws)]
     if name == "shuffle":
-        return [iv.shuffle("resid_pre", layers, positions, seed=seed)]
+        return [iv.shuffle("resid_pre", layers, positions, seed=seed, seeding=draws)]
     if name == "freeze":
         if freeze_index == "authors":
             if layer < 1:
