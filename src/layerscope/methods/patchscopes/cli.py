@@ -67,6 +67,8 @@ def cmd_patchscope(args: argparse.Namespace) -> None:
         max_new_tokens=args.max_new_tokens,
         batch_budget=args.batch_budget,
         progress=not args.json,
+        recipe=args.recipe,
+        source_last=args.source_last,
     )
     status(f"{len(table)} patched runs in {time.perf_counter() - start:.1f}s")
     if args.out:
@@ -273,6 +275,19 @@ def register(command) -> None:
     p.add_argument("--max-new-tokens", type=int, default=20, help="tokens to generate (default: 20; 0: next token)")
     p.add_argument("--target-model", help="another model M* (e.g. gemma3-270m): fits an affine map per (l, l*)")
     p.add_argument("--map-texts", type=int, default=120, help="corpus lines for the cross-model map fit (default: 120)")
+    p.add_argument(
+        "--recipe",
+        default="paper",
+        choices=["paper", "authors"],
+        help="paper (default): h = resid_post[l] at every l; authors: their patchscopes_utils.py, whose h at "
+        "the last layer is HF's hidden state after the final norm. --source-last overrides it; rows record both",
+    )
+    p.add_argument(
+        "--source-last",
+        choices=["pre-norm", "post-norm"],
+        help="the source state at the last layer: pre-norm resid_post[L-1] (paper) or post-norm (authors); "
+        "(L-1, L-1) within one model is the same either way",
+    )
     p.add_argument("--out", help="write a PNG grid of the first generated token per (l, l*), coloured by its prob")
     add_batch_budget(p)
 
