@@ -5,9 +5,12 @@ NumPy (``tests/methods/layer_by_layer/test_layer_by_layer_recipes.py``) on HF's 
 prompt run alone (the last after the final norm), at every depth; beside it the paper recipe's
 distance from the same formulas (what the recipe changes).  Attend first: ``sweep_task`` with
 ``recipe="authors"`` vs the authors' freeze (input of block k-1) and all-position skip written as
-raw hooks (``tests/methods/attend/test_attend_recipes.py``), answer probability at every k.
+raw hooks (``tests/methods/attend/test_attend_recipes.py``), and its random and shuffle (the authors'
+seeding) vs their ``DistruptClass`` draws on torch's global generator
+(``tests/methods/attend/test_attend_seeding.py``), answer probability at every k; beside them the
+``layerscope`` seeding's distance from the same draws.
 
-    python benchmarks/fidelity.py [--texts 24] [--items 4]
+    python benchmarks/fidelity.py [--texts 24] [--items 4] [--seed 0]
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from layerscope.datasets import load_corpus
 from layerscope.methods.layer_by_layer import representation_metrics
 from tests.helpers import hf_logits, with_hooks
 from tests.methods.attend.test_attend_recipes import all_position_skip_hooks, authors_freeze_hooks
+from tests.methods.attend.test_attend_seeding import their_last_logits, their_random, their_shuffle
 from tests.methods.layer_by_layer.test_layer_by_layer_recipes import (
     clamped_entropy,
     hf_states,
@@ -62,6 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--texts", type=int, default=24)
     parser.add_argument("--items", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0, help="the random manipulation's seed")
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = ls.load()
@@ -91,6 +96,19 @@ def main() -> None:
             worst[row.manipulation] = max(worst[row.manipulation], abs(row.answer_prob - expected))
     for name, value in worst.items():
         print(f"Attend authors {name:16s} max |answer_prob diff| over k and items {value:.3g}")
+    for seeding in ("authors", "layerscope"):
+        worst = {"random": 0.0, "shuffle": 0.0}
+        for item in items:
+            one = attend.sweep_task(model, [item], ["random", "shuffle"], recipe="authors", seeding=seeding,
+                                    seed=args.seed, match="first-token", progress=False)  # fmt: skip
+            token = attend.answer_token_ids(model.tokenizer, item.prompt, item.answers[0])[1][0]
+            for row in one.itertuples():
+                hook = their_random if row.manipulation == "random" else their_shuffle(row.layer)
+                logits = their_last_logits(model, item.prompt, hook, row.layer, args.seed)
+                expected = float(logits.float().softmax(-1)[token])
+                worst[row.manipulation] = max(worst[row.manipulation], abs(row.answer_prob - expected))
+        for name, value in worst.items():
+            print(f"Attend seeding {seeding:10s} {name:8s} max |answer_prob diff| over k and items {value:.3g}")
     print(f"({len(texts)} texts, {len(items)} capitals items, every depth / every k)")
 
 

@@ -6,9 +6,9 @@ import layerscope.methods.attend as attend
 from layerscope.datasets import corpus_split, load_corpus
 from layerscope.methods import claims
 from layerscope.methods.layer_by_layer import best_vs_last, probe_layers, representation_metrics
-from layerscope.methods.layer_by_layer.claims import probe_texts
+from layerscope.methods.layer_by_layer.claims import PROBE_TASKS, probe_texts
 from layerscope.methods.patchscopes.evaluate import eval_next_token
-from layerscope.results.claims import claims_table
+from layerscope.results.claims import ALL_MODELS, claims_across, claims_table
 from tests.conftest import tiny
 from tests.helpers import run_cli
 
@@ -25,16 +25,48 @@ def test_layer_by_layer_claims_equal_the_method_calls():
     model = tiny("llama")
     table = claims_table(model, claims(["layer_by_layer"]))
     assert list(table.columns)[:2] == ["model", "method"] and set(table["method"]) == {"claims"}
-    texts, labels = probe_texts("quick")
-    summary = best_vs_last(probe_layers(model, texts, labels, folds=3, progress=False))
-    row = row_of(table, "Layer by Layer", "an intermediate layer")
-    assert row["value"] == pytest.approx(summary["gain"])
-    assert row["holds"] == (summary["best_depth"] != summary["last_depth"] and summary["gain"] > 0)
+    check_layer_by_layer_rows(model, table)
+
+
+def check_layer_by_layer_rows(model, table) -> None:
+    """Each Layer-by-Layer row of ``model`` in ``table`` against the probe / entropy calls made here."""
+    table = table[table["model"] == model.name]
+    for task in PROBE_TASKS:
+        texts, labels = probe_texts("quick", task=task)
+        assert len(set(labels)) >= 2 and len(texts) == 20 * len(set(labels))
+        summary = best_vs_last(probe_layers(model, texts, labels, folds=3, progress=False))
+        rows = table[table["claim"].str.startswith("an intermediate layer") & table["claim"].str.endswith(task)]
+        assert len(rows) == 1
+        row = rows.iloc[0]
+        assert row["value"] == pytest.approx(summary["gain"]) and task in row["measured"]
+        assert row["holds"] == (summary["best_depth"] != summary["last_depth"] and summary["gain"] > 0)
     values = representation_metrics(model, load_corpus()[:16], ["prompt_entropy"], progress=False)
     values = values.sort_values("depth")["value"].to_numpy()
     drop = 1 - values[1:-1].min() / min(values[0], values[-1])
     row = row_of(table, "Layer by Layer", "decoders show")
-    assert row["value"] == pytest.approx(drop) and row["holds"] == (drop >= 0.05)
+    valley = drop >= 0.05
+    assert row["value"] == pytest.approx(drop) and row["holds"] == (valley if model.kind == "causal" else not valley)
+    assert ("encoder" in row["measured"]) == (model.kind == "encoder")
+
+
+def test_claims_across_a_decoder_and_an_encoder():
+    """--models: per-model rows equal the method calls; the encoder gets only the claims for encoders;
+    the 'all models' rows hold when every model's row does."""
+    decoder, encoder = tiny("llama"), tiny("bert")
+    assert encoder.kind == "encoder"
+    table = claims_across([decoder, encoder], claims(["layer_by_layer", "attend"]))
+    assert list(table.columns)[:2] == ["model", "method"]
+    for model in (decoder, encoder):
+        check_layer_by_layer_rows(model, table)
+    assert set(table.loc[table["paper"] == "Attend first", "model"]) == {decoder.name}  # no next token on an encoder
+    summary = table[table["model"] == ALL_MODELS]
+    assert len(summary) == len(PROBE_TASKS) + 1 and set(summary["paper"]) == {"Layer by Layer"}
+    for row in summary.itertuples():
+        per_model = table[(table["claim"] == row.claim) & (table["model"] != ALL_MODELS)]
+        assert len(per_model) == 2 and row.holds == bool(per_model["holds"].all())
+        assert row.value == pytest.approx(per_model["holds"].mean())
+    with pytest.raises(ValueError, match="no model given"):
+        claims_across([], claims(["layer_by_layer"]))
 
 
 def test_attend_and_patchscopes_claims_equal_the_method_calls():

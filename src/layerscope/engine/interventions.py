@@ -19,6 +19,15 @@ import torch
 
 from layerscope.engine.layers import LayerSpec, is_int, resolve_layers  # noqa: F401 (re-exported: its old home)
 from layerscope.engine.positions import PositionSpec
+from layerscope.engine.seeding import (  # noqa: F401 (check_seed, INT64 re-exported: their old home)
+    INT64,
+    authors_random,
+    authors_shuffle,
+    check_seed,
+    check_seeding,
+    draw_per_row,
+    token_index,
+)
 from layerscope.engine.shapes import Hidden, Index, Mask, Selected, Vector
 from layerscope.errors import InterventionError, SiteError
 
@@ -139,48 +148,25 @@ class MeanOp(Op):
         return row_means[context.rows]
 
 
-def _generator(seed: int, device: torch.device) -> torch.Generator:
-    g = torch.Generator(device=device)
-    g.manual_seed(seed)
-    return g
-
-
-def _draw_per_row(shape: torch.Size, rows: torch.Tensor, seed: int, device: torch.device, draw) -> torch.Tensor:
-    """Draw ``[N, D]`` random numbers so that each batch row gets what it would get alone.
-
-    Every row restarts the generator from ``seed``, so a prompt's noise does not depend on the
-    other rows of the batch: batched variants equal one-by-one runs.
-    """
-    out = torch.empty(shape, device=device)
-    for row in rows.unique().tolist():
-        where = (rows == row).nonzero().squeeze(-1)
-        out[where] = draw((len(where), shape[-1]), _generator(seed, device))
-    return out
-
-
-INT64 = (-(2**63), 2**63 - 1)
-
-
-def check_seed(seed) -> int:
-    """A seed the torch generator takes: an int in int64 (a :class:`InterventionError` otherwise)."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise InterventionError(f"seed must be an int, got {seed!r}")
-    if not INT64[0] <= seed <= INT64[1]:
-        raise InterventionError(f"seed {seed} is outside int64 ({INT64[0]}..{INT64[1]})")
-    return seed
-
-
 @dataclass
 class RandomOp(Op):
-    """Gaussian vectors rescaled to each replaced state's L2 norm (seeded, so reproducible)."""
+    """Gaussian vectors rescaled to each replaced state's L2 norm (seeded, so reproducible).
+
+    ``seeding``: ``"layerscope"`` (per row, one draw) or ``"authors"`` (their calls, see ``engine/seeding.py``).
+    """
 
     seed: int = 0
+    seeding: str = "layerscope"
 
     def __post_init__(self):
         check_seed(self.seed)
+        check_seeding(self.seeding)
 
     def transform(self, states, context):
-        noise = _draw_per_row(
+        if self.seeding == "authors":
+            tokens = token_index(context.rows, context.positions, context.mask)
+            return authors_random(states, context.rows, tokens, self.seed)
+        noise = draw_per_row(
             states.shape,
             context.rows,
             self.seed,
@@ -192,15 +178,22 @@ class RandomOp(Op):
 
 @dataclass
 class ShuffleOp(Op):
-    """Permute the hidden dimensions of each state with its own seeded random permutation."""
+    """Permute the hidden dimensions of each state with its own seeded random permutation.
+
+    ``seeding="authors"``: their permutation, seeded by (layer x token index), see ``engine/seeding.py``.
+    """
 
     seed: int = 0
+    seeding: str = "layerscope"
 
     def __post_init__(self):
         check_seed(self.seed)
+        check_seeding(self.seeding)
 
     def transform(self, states, context):
-        keys = _draw_per_row(
+        if self.seeding == "authors":
+            return authors_shuffle(states, token_index(context.rows, context.positions, context.mask), context.layer)
+        keys = draw_per_row(
             states.shape,
             context.rows,
             self.seed,
@@ -348,14 +341,18 @@ def mean(
     return Intervention(site, layer, positions, MeanOp(None if value is None else _as_value(value, "mean value")))
 
 
-def random(site: str, layer: LayerSpec, positions: PositionSpec = "previous", seed: int = 0) -> Intervention:
-    """Replace by Gaussian noise rescaled to each state's norm."""
-    return Intervention(site, layer, positions, RandomOp(seed))
+def random(
+    site: str, layer: LayerSpec, positions: PositionSpec = "previous", seed: int = 0, seeding: str = "layerscope"
+) -> Intervention:
+    """Replace by Gaussian noise rescaled to each state's norm (``seeding``: see ``engine/seeding.py``)."""
+    return Intervention(site, layer, positions, RandomOp(seed, seeding))
 
 
-def shuffle(site: str, layer: LayerSpec, positions: PositionSpec = "previous", seed: int = 0) -> Intervention:
-    """Permute each state's dimensions."""
-    return Intervention(site, layer, positions, ShuffleOp(seed))
+def shuffle(
+    site: str, layer: LayerSpec, positions: PositionSpec = "previous", seed: int = 0, seeding: str = "layerscope"
+) -> Intervention:
+    """Permute each state's dimensions (``seeding``: see ``engine/seeding.py``)."""
+    return Intervention(site, layer, positions, ShuffleOp(seed, seeding))
 
 
 def freeze(layer: int, positions: PositionSpec = "previous") -> Intervention:

@@ -147,7 +147,11 @@ def test_probe_matches_independent_sklearn():
         "accuracy_std",
         "n",
         "chance",
+        "recipe",
+        "pooling",
+        "final_norm",
     ]
+    assert set(table["recipe"]) == {"paper"} and set(table["final_norm"]) == {"none"}
     Z = reference_pooled(model, texts).double().numpy()
     for depth in range(model.n_layers + 1):
         clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
@@ -219,7 +223,9 @@ def test_probe_cli_json(capsys, model_dir, tmp_path):
     assert [r["depth"] for r in rows] == list(range(tiny("llama").n_layers + 1))
     assert all(
         set(r) == {"model", "method", "depth", "relative_depth", "accuracy", "accuracy_std", "n", "chance"}
+        | {"recipe", "pooling", "final_norm"}
         and r["n"] == 12
+        and (r["recipe"], r["final_norm"]) == ("paper", "none")
         for r in rows
     )
 
@@ -352,6 +358,9 @@ def test_compare_probes_and_summary():
         "accuracy_std",
         "n",
         "chance",
+        "recipe",
+        "pooling",
+        "final_norm",
     ]
     assert set(table["chance"]) == {0.5}  # both tasks are balanced: half the texts in each class
     for model in models:
@@ -445,6 +454,9 @@ def test_probe_cli_several_models_and_tasks(capsys, two_model_dirs, tmp_path):
         "accuracy_std",
         "n",
         "chance",
+        "recipe",
+        "pooling",
+        "final_norm",
     }
     code, out, _ = run_cli(capsys, *argv)
     assert code == 0 and "best_depth" in out and "gain" in out

@@ -166,3 +166,58 @@ def test_authors_lidar_reads_normalized_mean_views():
         views.append(torch.tensor(np.stack([[normalise_tokens(s[d]).mean(axis=0) for s in per] for d in depths])))
     expected = lidar(torch.stack(views, dim=2), normalization="max").numpy()  # [L + 1, N, K, D]
     np.testing.assert_allclose(table.sort_values("depth")["value"], expected, rtol=1e-4, atol=1e-5)
+
+
+def truncated_mean_states(model, texts) -> np.ndarray:
+    """``[L + 1, N, D]``: the authors' MTEB embedding per depth l, written out as they load it.
+
+    Their wrapper sets ``config.num_hidden_layers = l`` (only l blocks run) and mean-pools the last
+    ``hidden_states`` entry of that model (after its final norm) over the text's tokens.
+    """
+    config, full = model.hf.config, model.hf.config.num_hidden_layers
+    out = []
+    try:
+        for depth in range(model.n_layers + 1):
+            config.num_hidden_layers = depth
+            row = []
+            for text in texts:
+                enc = model.tokenizer(text, return_tensors="pt")
+                with torch.no_grad():
+                    last = model.hf.model(**enc).last_hidden_state[0]  # [T, D]
+                row.append(last.double().mean(dim=0).numpy())
+            out.append(np.stack(row))
+    finally:
+        config.num_hidden_layers = full
+    return np.stack(out)
+
+
+def test_authors_probe_reads_every_depth_through_the_final_norm():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from layerscope.methods.layer_by_layer import pooled_states, probe_layers
+
+    model = tiny("llama")
+    texts = [f"{w} item number {i}" for i in range(9) for w in ("good", "bad")]
+    labels = ["pos", "neg"] * 9
+    reference = truncated_mean_states(model, texts)
+    ours = pooled_states(model, texts, "mean", batch_size=4, progress=False, final_norm="every").double().numpy()
+    np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-5)
+    table = probe_layers(model, texts, labels, folds=3, recipe="authors", batch_size=4, progress=False)
+    assert set(table["recipe"]) == {"authors"} and set(table["final_norm"]) == {"every"}
+    for depth in range(model.n_layers + 1):
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        cv = StratifiedKFold(3, shuffle=True, random_state=0)
+        want = cross_val_score(clf, reference[depth], np.array(labels), cv=cv, scoring="accuracy").mean()
+        assert table.loc[table["depth"] == depth, "accuracy"].item() == pytest.approx(want, abs=1e-9)
+    # the paper recipe reads the residual stream: it differs from the authors' at every depth but
+    # none, and --final-norm none under the authors' recipe gives it back
+    paper = pooled_states(model, texts, "mean", batch_size=4, progress=False).double().numpy()
+    assert np.abs(paper - reference).max(axis=(1, 2)).min() > 1e-3
+    back = probe_layers(model, texts, labels, folds=3, recipe="authors", final_norm="none", progress=False)
+    plain = probe_layers(model, texts, labels, folds=3, progress=False)
+    assert back["accuracy"].tolist() == plain["accuracy"].tolist() and set(back["recipe"]) == {"authors"}
+    with pytest.raises(LayerscopeError, match="final_norm must be one of none, last, every"):
+        probe_layers(model, texts, labels, final_norm="all", progress=False)

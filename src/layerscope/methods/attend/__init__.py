@@ -10,14 +10,16 @@ block k for positions 0..n-2"), for ``positions="previous"``:
 
 - **random** (default ``every_layer=False``): ``resid_pre[k]`` of each previous token is replaced
   once, at block k, by a seeded Gaussian vector rescaled to that state's L2 norm (the draw depends
-  only on the seed and the row, see ``engine/interventions.py``). Because attention is causal, a
+  only on the seed and the row; ``seeding="authors"`` draws as the authors' code does, see
+  ``engine/seeding.py``). Because attention is causal, a
   previous token only attends to previous tokens, so every state of every previous token at every
   layer >= k is computed from noise alone: nothing of the clean states survives above k. The last
   token keeps its own clean residual stream and reads the noise-derived states through attention in
   blocks k..L-1. ``every_layer=True`` re-applies the replacement at ``resid_pre[j]`` for every
   ``j >= k`` (the same seeded draw, rescaled to each layer's state norm).
 - **shuffle**: like random, with each previous state's dimensions permuted (a seeded permutation per
-  state) instead of replaced; ``every_layer`` as for random.
+  state; the authors' seed it with ``manual_seed(k * token)``) instead of replaced; ``every_layer``
+  as for random.
 - **freeze**: the previous tokens' ``resid_pre[k]`` is recorded and fed unchanged as their input to
   every block j >= k (so their attention keys and values in blocks >= k are computed from the layer-k
   states). Inherently every layer; ``every_layer`` does not apply.

@@ -57,6 +57,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         "recipe": args.recipe,
         "freeze_index": args.freeze_index,
         "skip_positions": args.skip_positions,
+        "seeding": args.seeding,
     }
     checkpoint = Checkpoint(args.resume, config, restart=args.restart) if args.resume else None
     if checkpoint is not None and len(checkpoint):
@@ -76,6 +77,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         recipe=args.recipe,
         freeze_index=args.freeze_index,
         skip_positions=args.skip_positions,
+        seeding=args.seeding,
         **distributed_options(args),
     )
     status(f"done in {time.perf_counter() - start:.1f}s")
@@ -135,13 +137,13 @@ def cmd_switch(args: argparse.Namespace) -> None:
     emit(table[columns + ["top_prob", "ignored"]], args)
 
 
-def _add_recipe(p: argparse.ArgumentParser) -> None:
+def _add_recipe(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument(
         "--recipe",
         default="paper",
         choices=["paper", "authors"],
-        help="paper: the paper's text (default); authors: the authors' llama_manipulate.py (switch once, "
-        "their freeze index, skip-attention at all positions); each knob overrides it; rows record it",
+        help=f"paper: the paper's text (default); authors: the authors' llama_manipulate.py ({what}); "
+        "each knob overrides it; rows record it",
     )
 
 
@@ -212,7 +214,7 @@ def register(command) -> None:
         default=0.1,
         help="report the layer from which accuracy >= (1 - tolerance) x clean (default: 0.1)",
     )
-    _add_recipe(s)
+    _add_recipe(s, "their freeze index, skip-attention at all positions, their random/shuffle seeding")
     s.add_argument(
         "--freeze-index",
         choices=["ours", "authors"],
@@ -223,6 +225,12 @@ def register(command) -> None:
         "--skip-positions",
         choices=["previous", "all"],
         help="skip-attention at every token but the last (paper: --positions) or at all tokens (authors)",
+    )
+    s.add_argument(
+        "--seeding",
+        choices=["layerscope", "authors"],
+        help="random/shuffle draws: layerscope: one draw per row from --seed (paper); authors: their calls, "
+        "randn per token from --seed and shuffle seeded by manual_seed(k x token) (default: the recipe's)",
     )
     s.add_argument("--out", help="write a PNG with one accuracy curve (and answer probability) per manipulation")
     add_resume(s, "finished item groups are not redone")
@@ -255,5 +263,5 @@ def register(command) -> None:
         default=None,
         help="patch at resid_pre[k] only (the authors' switch; default: every layer >= k, or the recipe's)",
     )
-    _add_recipe(w)
+    _add_recipe(w, "the switch patched once, at resid_pre[k]")
     w.add_argument("--out", help="write a PNG of the answers' probabilities per k")

@@ -10,6 +10,8 @@ from layerscope.engine.positions import PositionSpec
 from layerscope.errors import LayerscopeError
 from layerscope.methods.attend.tasks import canonical_manipulation
 
+__all__ = ["manipulation", "start_layer", "switch_variant"]
+
 
 def manipulation(
     name: str,
@@ -20,22 +22,26 @@ def manipulation(
     every_layer: bool = False,
     freeze_index: str = "ours",
     skip_positions: PositionSpec | None = None,
+    seeding: str | None = None,
 ) -> list[Intervention]:
     """The interventions of one past-token manipulation from block ``layer`` on (see the module doc).
 
     Returns a list (one sweep variant) whose interventions act only at layers >= ``layer``, except
     ``freeze_index="authors"``: the authors' freeze at k saves the input of block k - 1, i.e. our
     freeze at ``layer - 1`` (undefined at 0).  ``skip_positions``: the positions whose attention is
-    dropped by skip-attention (default ``positions``; the authors drop it at ``"all"``).
+    dropped by skip-attention (default ``positions``; the authors drop it at ``"all"``).  ``seeding``:
+    how random and shuffle draw, ``"layerscope"`` or ``"authors"`` (their generator calls, see
+    ``engine/seeding.py``; None = ``"layerscope"``).
     """
     name = canonical_manipulation(name)
     if isinstance(layer, bool) or not isinstance(layer, int):
         raise LayerscopeError(f"layer must be an int, got {layer!r}")
     layers = f"{layer}:" if every_layer else layer
+    draws = iv.check_seeding("layerscope" if seeding is None else seeding)
     if name == "random":
-        return [iv.random("resid_pre", layers, positions, seed=seed)]
+        return [iv.random("resid_pre", layers, positions, seed=seed, seeding=draws)]
     if name == "shuffle":
-        return [iv.shuffle("resid_pre", layers, positions, seed=seed)]
+        return [iv.shuffle("resid_pre", layers, positions, seed=seed, seeding=draws)]
     if name == "freeze":
         if freeze_index == "authors":
             if layer < 1:

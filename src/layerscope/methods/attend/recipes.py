@@ -10,10 +10,14 @@ knob                ``paper`` (default)                ``authors``              
                                                        k = 0
 ``skip_positions``  ``previous`` (every token but the   ``all`` (the last token too)           ``--skip-positions``
                     last)
+``seeding``         ``layerscope``: one draw per row     ``authors``: their generator calls     ``--seeding``
+                    from ``seed``                       (random: per token from ``seed``;
+                                                       shuffle: ``manual_seed(k * token)``)
 ==================  =================================  ====================================  ==================
 
-Not reproduced: the authors' seeding of the random and shuffle draws (ours are seeded per row, see
-``engine/interventions.py``); the two agree in distribution, not draw for draw.
+``seeding`` is not a disagreement of the paper and the code (the paper does not say how it draws):
+``paper`` keeps our per-row draws, ``authors`` reproduces their random vectors and permutations
+draw for draw (``engine/seeding.py``) for each scored prompt.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ KNOBS: dict[str, dict[str, Any]] = {
     "once": {"paper": False, "authors": True},
     "freeze_index": {"paper": "ours", "authors": "authors"},
     "skip_positions": {"paper": "previous", "authors": "all"},
+    "seeding": {"paper": "layerscope", "authors": "authors"},
 }
 """knob -> value under each recipe (see the module table)."""
 
@@ -47,4 +52,7 @@ def knobs(recipe: str = "paper", **overrides: Any) -> dict[str, Any]:
         raise LayerscopeError(
             f"skip_positions must be one of {', '.join(SKIP_POSITIONS)}, got {values['skip_positions']!r}"
         )
+    from layerscope.engine.seeding import check_seeding  # the engine owns the seedings (and imports torch)
+
+    check_seeding(values["seeding"])
     return values

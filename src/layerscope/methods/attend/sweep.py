@@ -53,6 +53,7 @@ def sweep_task(
     recipe: str = "paper",
     freeze_index: str | None = None,
     skip_positions: PositionSpec | None = None,
+    seeding: str | None = None,
     workers: int | None = None,
     address: str | None = None,
     gpus_per_worker: float = 0.0,
@@ -66,20 +67,21 @@ def sweep_task(
 
     ``recipe="authors"`` follows the authors' code (:mod:`layerscope.methods.attend.recipes`): their
     freeze index (their k = our freeze at k - 1, so no freeze row at k = 0) and skip-attention at
-    every position; ``freeze_index`` and ``skip_positions`` set either on its own (None = the
-    recipe's; the paper's skip positions are ``positions``).
+    every position, and their random/shuffle draws (``seeding="authors"``, ``engine/seeding.py``);
+    ``freeze_index``, ``skip_positions`` and ``seeding`` set each on its own (None = the recipe's; the
+    paper's skip positions are ``positions``).
 
     Returns:
         One row per (layer, manipulation): ``task, layer, manipulation, accuracy, answer_prob, n,
         clean_accuracy, clean_answer_prob`` (the clean numbers repeat on every row), and the
-        ``recipe``, ``freeze_index`` and ``skip_positions`` used.
+        ``recipe``, ``freeze_index``, ``skip_positions`` and ``seeding`` used.
     """
     names = [canonical_manipulation(m) for m in manipulations]
     if not names:
         raise LayerscopeError("no manipulation given: use one or more of " + ", ".join(MANIPULATIONS))
     if len(set(names)) != len(names):
         raise LayerscopeError(f"manipulation listed twice: {', '.join(manipulations)}")
-    used = knobs(recipe, freeze_index=freeze_index, skip_positions=skip_positions)
+    used = knobs(recipe, freeze_index=freeze_index, skip_positions=skip_positions, seeding=seeding)
     skip_at = positions if used["recipe"] == "paper" and skip_positions is None else used["skip_positions"]
     ks = resolve_layers(layers, model.n_layers, sorted_unique=True)
     grid: dict[int, list] = {}
@@ -97,6 +99,7 @@ def sweep_task(
                 every_layer=every_layer,
                 freeze_index=used["freeze_index"],
                 skip_positions=skip_at,
+                seeding=used["seeding"],
             )
             cells[(start, len(grid.setdefault(start, [])))] = (m, k)
             grid[start].append(variant)
@@ -141,7 +144,8 @@ def sweep_task(
         for k in ks
         if (m, k) in totals
     ]
-    recorded = {"recipe": used["recipe"], "freeze_index": used["freeze_index"], "skip_positions": str(skip_at)}
+    recorded = {"recipe": used["recipe"], "freeze_index": used["freeze_index"], "skip_positions": str(skip_at),
+                "seeding": used["seeding"]}  # fmt: skip
     return tidy(pd.DataFrame(out), model=model, method="attend", **recorded)
 
 

@@ -2,30 +2,40 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from layerscope.results.claims import Claim
 
 PAPER = "Layer by Layer"
+PROBE_TASKS = ("sentiment", "topic", "fact_opinion")
+"""The shipped classification tasks the "intermediate layer beats the last" claim is measured on."""
+KINDS = ("causal", "encoder")
+"""Both claims are measured on decoders and encoders alike (the valley claim contrasts the two)."""
+
+__all__ = ["CLAIMS", "PROBE_TASKS", "entropy_curve", "measure_entropy_valley", "measure_intermediate_beats_last",
+           "probe_texts"]
 VALLEY_MARGIN = 0.05
 """A valley: the interior minimum of prompt entropy is at least 5% below the lower of its two ends."""
 
 
-def probe_texts(scale: str, per_class: int | None = None) -> tuple[list[str], list[str]]:
-    """Balanced sentiment examples: 20 per class (quick) or all (full)."""
+def probe_texts(scale: str, per_class: int | None = None, task: str = "sentiment") -> tuple[list[str], list[str]]:
+    """Balanced examples of a shipped task: the first 20 of each class (quick) or all (full), class by class."""
     from layerscope.datasets import load_dataset
 
-    rows = load_dataset("sentiment")
+    rows = load_dataset(task)
     n = per_class if per_class is not None else (20 if scale == "quick" else len(rows))
-    chosen = [r for r in rows if r["label"] == "positive"][:n] + [r for r in rows if r["label"] == "negative"][:n]
-    return [r["text"] for r in chosen], [r["label"] for r in chosen]
+    classes = list(dict.fromkeys(str(r["label"]) for r in rows))
+    chosen = [r for c in classes for r in [r for r in rows if str(r["label"]) == c][:n]]
+    return [r["text"] for r in chosen], [str(r["label"]) for r in chosen]
 
 
-def measure_intermediate_beats_last(model, scale: str) -> dict:
+def measure_intermediate_beats_last(model, scale: str, task: str = "sentiment") -> dict:
     from layerscope.methods.layer_by_layer import best_vs_last, probe_layers
 
-    texts, labels = probe_texts(scale)
+    texts, labels = probe_texts(scale, task=task)
     summary = best_vs_last(probe_layers(model, texts, labels, folds=3 if scale == "quick" else 5, progress=False))
     return {
-        "measured": f"sentiment probe: best depth {summary['best_depth']} ({summary['best_accuracy']:.3f}) vs "
+        "measured": f"{task} probe: best depth {summary['best_depth']} ({summary['best_accuracy']:.3f}) vs "
         f"last depth {summary['last_depth']} ({summary['last_accuracy']:.3f})",
         "holds": summary["best_depth"] != summary["last_depth"] and summary["gain"] > 0,
         "value": summary["gain"],
@@ -57,16 +67,21 @@ def measure_entropy_valley(model, scale: str) -> dict:
 
 
 CLAIMS = [
-    Claim(
-        PAPER,
-        "an intermediate layer beats the last (2-16% on average over 32 MTEB tasks)",
-        "layerscope probe --task sentiment",
-        measure_intermediate_beats_last,
+    *(
+        Claim(
+            PAPER,
+            f"an intermediate layer beats the last (2-16% on average over 32 MTEB tasks): {task}",
+            f"layerscope probe --task {task}",
+            partial(measure_intermediate_beats_last, task=task),
+            KINDS,
+        )
+        for task in PROBE_TASKS
     ),
     Claim(
         PAPER,
         "decoders show a mid-depth entropy valley, encoders stay flat",
-        "layerscope metrics --metrics prompt-entropy --models smollm2-135m,minilm-l6",
+        "layerscope claims --methods layer_by_layer --models smollm2-135m,gemma3-270m,minilm-l6",
         measure_entropy_valley,
+        KINDS,
     ),
 ]

@@ -199,6 +199,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
     if models is not None and args.model is not None:
         raise LayerscopeError("give either --model or --models, not both")
     options = {"pooling": args.pooling, "folds": args.folds, "seed": args.seed, **_batching(args)}
+    options |= {"recipe": args.recipe, "final_norm": args.final_norm}
     if models is None and len(tasks) == 1:
         texts, labels = tasks[task_names[0]]
         model = load_model(args)
@@ -315,6 +316,19 @@ def register(command) -> None:
         help="sentiment, topic, fact_opinion, or a JSONL file with 'text' and 'label'; several comma-separated",
     )
     p.add_argument("--pooling", default="mean", choices=["mean", "last"], help="token pooling (default: mean)")
+    p.add_argument(
+        "--recipe",
+        default="paper",
+        choices=["paper", "authors"],
+        help="paper: the paper's text (default); authors: the authors' MTEB wrapper, which reads every depth "
+        "through the final norm (their pooling is the paper's mean). The knob below overrides it; rows "
+        "record the recipe, pooling and final norm",
+    )
+    p.add_argument(
+        "--final-norm",
+        choices=["none", "last", "every"],
+        help="depths read through the final norm: none (paper), last (HF's hidden states) or every (authors)",
+    )
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
     p.add_argument("--seed", type=int, default=0, help="fold shuffling seed (default: 0)")
     p.add_argument("--models", help="several models, comma-separated: one curve per model and task")

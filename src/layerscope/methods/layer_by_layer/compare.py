@@ -162,7 +162,8 @@ def compare_probes(
         models: as in :func:`compare_models`.
         tasks: ``{name: (texts, labels)}``.
         checkpoint: units are ``[model, task]``; finished ones are skipped.
-        options: passed to :func:`probe_layers` (pooling, folds, seed, batch_size, batch_budget).
+        options: passed to :func:`probe_layers` (pooling, folds, seed, batch_size, batch_budget, recipe,
+            final_norm).
         workers, address, gpus_per_worker: run the (model, task) units on Ray workers.
     """
     models = _check_names(models)
@@ -199,6 +200,7 @@ def compare_probes(
         del model
     table = pd.concat(tables, ignore_index=True)
     columns = ["model", "task", "depth", "relative_depth", "accuracy", "accuracy_std", "n", "chance"]
+    columns += ["recipe", "pooling", "final_norm"]  # the knobs (absent from checkpoints written before them)
     # a checkpoint written before the chance column resumes without it
     return tidy(table[[c for c in columns if c in table]], model=None, method="layer_by_layer")
 

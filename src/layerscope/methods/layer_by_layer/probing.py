@@ -9,9 +9,12 @@ import pandas as pd
 
 from layerscope.engine.chunking import DEFAULT_BUDGET
 from layerscope.errors import LayerscopeError
+from layerscope.methods.layer_by_layer.recipes import probe_knobs
 from layerscope.methods.layer_by_layer.states import DEFAULT_BATCH_SIZE, pooled_states
 from layerscope.readout.probes import probe_accuracy
 from layerscope.results.contract import tidy
+
+__all__ = ["best_vs_last", "probe_layers"]
 
 
 def probe_layers(
@@ -25,6 +28,8 @@ def probe_layers(
     batch_size: int | None = DEFAULT_BATCH_SIZE,
     progress: bool = True,
     batch_budget: str | int | None = DEFAULT_BUDGET,
+    recipe: str = "paper",
+    final_norm: str | None = None,
 ) -> pd.DataFrame:
     """Linear-probe accuracy at every depth.
 
@@ -33,11 +38,17 @@ def probe_layers(
     is scored by ``folds``-fold ``StratifiedKFold(shuffle=True, random_state=seed)``
     (``folds`` is lowered to the smallest class size when that is smaller).
 
+    ``recipe``: ``"paper"`` (the residual stream at every depth) or ``"authors"`` (their MTEB
+    wrapper: every depth through the final norm); ``final_norm`` (``none|last|every``, None = the
+    recipe's) sets that knob on its own (:data:`~layerscope.methods.layer_by_layer.recipes.PROBE_KNOBS`).
+
     Returns:
         DataFrame with rows ``depth``, ``relative_depth``, ``accuracy`` (mean over folds),
         ``accuracy_std``, ``n`` (number of texts), ``chance`` (the share of the most frequent
-        class: what always answering it scores, the line a probe must clear).
+        class: what always answering it scores, the line a probe must clear), and the ``recipe``,
+        ``pooling`` and ``final_norm`` used.
     """
+    used = probe_knobs(recipe, final_norm=final_norm)
     texts, labels = list(texts), list(labels)
     if len(texts) != len(labels):
         raise LayerscopeError(f"{len(texts)} texts but {len(labels)} labels")
@@ -49,7 +60,10 @@ def probe_layers(
     folds = min(folds, int(class_counts.min()))
     if folds < 2:
         raise LayerscopeError("every class needs at least 2 examples for cross-validation")
-    Z = pooled_states(model, texts, pooling, batch_size, progress, batch_budget=batch_budget).double().numpy()
+    Z = pooled_states(
+        model, texts, pooling, batch_size, progress, batch_budget=batch_budget, final_norm=used["final_norm"]
+    )
+    Z = Z.double().numpy()
     chance = float(class_counts.max() / class_counts.sum())
     rows = []
     for d in range(Z.shape[0]):
@@ -64,7 +78,8 @@ def probe_layers(
                 "chance": chance,
             }
         )
-    return tidy(pd.DataFrame(rows), model=model, method="layer_by_layer")
+    recorded = {"recipe": used["recipe"], "pooling": pooling, "final_norm": used["final_norm"]}
+    return tidy(pd.DataFrame(rows), model=model, method="layer_by_layer", **recorded)
 
 
 def best_vs_last(table: pd.DataFrame) -> dict:

@@ -15,6 +15,22 @@ knob                   ``paper`` (default)         ``authors``                  
 
 ``pooling`` applies to every dataset-level metric (dataset entropy, effective rank, InfoNCE, LiDAR,
 DiME); ``clamp_gram`` to prompt entropy, dataset entropy and effective rank.
+
+The per-layer probe (:func:`~layerscope.methods.layer_by_layer.probing.probe_layers`, ``layerscope probe``)
+has its own table, :data:`PROBE_KNOBS`, read from the authors' MTEB wrapper
+(``experiments/utils/model_definitions/text_automodel_wrapper.py``):
+
+==============  ===============================  ==================================  ================
+knob            ``paper`` (default)              ``authors``                         CLI flag
+==============  ===============================  ==================================  ================
+``final_norm``  ``none``: the residual stream    ``every``: each depth through the   ``--final-norm``
+                at every depth (pre-norm)        final norm (their model is loaded
+                                                 with ``num_hidden_layers = l`` and
+                                                 read at its last hidden state)
+==============  ===============================  ==================================  ================
+
+Their pooling is the paper's (the mean of the raw states over real tokens), so ``pooling`` is no
+probe knob; their MTEB classifiers and float16 weights are not reproduced.
 """
 
 from __future__ import annotations
@@ -35,10 +51,13 @@ KNOBS: dict[str, dict[str, Any]] = {
 }
 """knob -> value under each recipe (see the module table)."""
 
+PROBE_KNOBS: dict[str, dict[str, Any]] = {"final_norm": {"paper": "none", "authors": "every"}}
+"""The probe's knob -> value under each recipe (see the module's second table)."""
+
 LAST_DEPTHS = ("pre-norm", "post-norm")
 CURVATURES = ("trajectory", "token-angle")
 
-__all__ = ["CURVATURES", "KNOBS", "LAST_DEPTHS", "knobs", "parse_ks"]
+__all__ = ["CURVATURES", "KNOBS", "LAST_DEPTHS", "PROBE_KNOBS", "knobs", "parse_ks", "probe_knobs"]
 
 
 def parse_ks(ks: int | str | Sequence[int] | None) -> tuple[int, ...] | None:
@@ -67,4 +86,14 @@ def knobs(recipe: str = "paper", **overrides: Any) -> dict[str, Any]:
         raise LayerscopeError(f"last_depth must be one of {', '.join(LAST_DEPTHS)}, got {values['last_depth']!r}")
     if values["curvature"] not in CURVATURES:
         raise LayerscopeError(f"curvature must be one of {', '.join(CURVATURES)}, got {values['curvature']!r}")
+    return values
+
+
+def probe_knobs(recipe: str = "paper", **overrides: Any) -> dict[str, Any]:
+    """The probe's knob values: ``recipe``'s from :data:`PROBE_KNOBS`, with every non-None override."""
+    from layerscope.methods.layer_by_layer.states import FINAL_NORMS
+
+    values = resolve(recipe, PROBE_KNOBS, **overrides)
+    if values["final_norm"] not in FINAL_NORMS:
+        raise LayerscopeError(f"final_norm must be one of {', '.join(FINAL_NORMS)}, got {values['final_norm']!r}")
     return values

@@ -17,6 +17,20 @@ from layerscope.metrics import (
     pool,
 )
 
+FINAL_NORMS = ("none", "last", "every")
+"""Depths read through the model's final norm: none (the residual stream as is), the last one (HF's
+``hidden_states``), or every one (each depth as the last state of the model cut after that block)."""
+
+__all__ = [
+    "FINAL_NORMS",
+    "depth_states",
+    "iter_depth_batches",
+    "iter_depth_states",
+    "plan_chunks",
+    "pooled_states",
+    "token_lengths",
+]
+
 
 def _progress(progress: bool) -> bool:
     return bool(progress) and sys.stderr.isatty()
@@ -63,6 +77,7 @@ def iter_depth_batches(
     batch_budget: str | int | None = DEFAULT_BUDGET,
     drop_dims: Sequence[int] | None = None,
     last_depth: str = "pre-norm",
+    final_norm: str | None = None,
 ) -> Iterator[tuple[list[int], Tensor, Tensor]]:
     """Yield ``(indices, states [L + 1, B, T, D], mask [B, T] bool)`` per chunk (see :func:`plan_chunks`).
 
@@ -73,11 +88,18 @@ def iter_depth_batches(
     dimensions set to zero at every depth (an ablation, e.g. of massive-activation dimensions).
     ``last_depth="post-norm"``: ``states[L]`` is the final norm of ``resid_post[L-1]``, HF's last
     ``hidden_states`` entry, as the Layer-by-Layer authors read it (a model without a final norm,
-    e.g. BERT, is unchanged).
+    e.g. BERT, is unchanged).  ``final_norm`` (one of :data:`FINAL_NORMS`; None = from ``last_depth``:
+    pre-norm -> ``"none"``, post-norm -> ``"last"``): ``"every"`` puts every depth through the final
+    norm, each depth then being the last hidden state of the model cut after that block (the
+    Layer-by-Layer authors' MTEB embeddings load the model with ``num_hidden_layers = l`` so).
     """
     if last_depth not in ("pre-norm", "post-norm"):
         raise LayerscopeError(f"last_depth must be 'pre-norm' or 'post-norm', got {last_depth!r}")
-    norm = model.adapter.final_norm if last_depth == "post-norm" else None
+    if final_norm is None:
+        final_norm = "last" if last_depth == "post-norm" else "none"
+    if final_norm not in FINAL_NORMS:
+        raise LayerscopeError(f"final_norm must be one of {', '.join(FINAL_NORMS)}, got {final_norm!r}")
+    norm = model.adapter.final_norm if final_norm != "none" else None
     texts = list(texts)
     if not texts:
         raise LayerscopeError("no texts given")
@@ -88,7 +110,10 @@ def iter_depth_batches(
         states = torch.cat([result.get("resid_pre", 0)[None], result.stack("resid_post")], dim=0)
         if norm is not None:
             with torch.no_grad():
-                states[-1] = norm(states[-1])
+                if final_norm == "every":
+                    states = norm(states)
+                else:
+                    states[-1] = norm(states[-1])
         if dims:
             states[..., dims] = 0.0
         yield index, states, result.batch.attention_mask.bool()
@@ -154,11 +179,22 @@ def pooled_states(
     batch_budget: str | int | None = DEFAULT_BUDGET,
     drop_dims: Sequence[int] | None = None,
     last_depth: str = "pre-norm",
+    final_norm: str | None = None,
 ) -> Tensor:
-    """Pooled embeddings ``[L + 1, N, D]`` (float32, CPU) of ``texts`` at every depth, in text order."""
+    """Pooled embeddings ``[L + 1, N, D]`` (float32, CPU) of ``texts`` at every depth, in text order.
+
+    ``last_depth``, ``final_norm``: which depths go through the final norm (:func:`iter_depth_batches`).
+    """
     index, pooled = [], []
     for i, s, m in iter_depth_batches(
-        model, texts, batch_size, progress, batch_budget=batch_budget, drop_dims=drop_dims, last_depth=last_depth
+        model,
+        texts,
+        batch_size,
+        progress,
+        batch_budget=batch_budget,
+        drop_dims=drop_dims,
+        last_depth=last_depth,
+        final_norm=final_norm,
     ):
         index += i
         pooled.append(pool(s, m, pooling).float().cpu())

@@ -22,6 +22,7 @@ from layerscope.cli.common import (
     status,
 )
 from layerscope.errors import LayerscopeError
+from layerscope.methods.patchscopes import cli_describe as describe_cli
 from layerscope.methods.patchscopes import cli_multihop as multihop_cli
 
 TARGET_PRESETS = ("identity", "describe")
@@ -70,6 +71,8 @@ def cmd_patchscope(args: argparse.Namespace) -> None:
         max_new_tokens=args.max_new_tokens,
         batch_budget=args.batch_budget,
         progress=not args.json,
+        recipe=args.recipe,
+        source_last=args.source_last,
     )
     status(f"{len(table)} patched runs in {time.perf_counter() - start:.1f}s")
     if args.out:
@@ -110,7 +113,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     {
         "next-token": _eval_next_token,
         "attributes": _eval_attributes,
-        "describe": _eval_describe,
+        "describe": describe_cli.run,
         "multihop": multihop_cli.run,
     }[args.action](args)
 
@@ -223,28 +226,6 @@ def _eval_attributes(args: argparse.Namespace) -> None:
     emit(rows, args, summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
-def _eval_describe(args: argparse.Namespace) -> None:
-    from layerscope.methods.patchscopes.describe import eval_describe
-    from layerscope.methods.patchscopes.plots import layer_curves
-
-    limit = None if args.limit == "all" else _positive_int(args.limit, "--limit")
-    model = load_model(args)
-    start = time.perf_counter()
-    result = eval_describe(
-        model,
-        limit=limit,
-        **options(args, "layers", "max_new_tokens", "seed", "resume", "restart", "batch_budget"),
-        **distributed_options(args),
-    )
-    status(f"entity description done in {time.perf_counter() - start:.1f}s")
-    per_layer = result["layers"]
-    if args.out:
-        curve = per_layer.assign(method="patchscope")
-        status(f"wrote {layer_curves(curve, args.out, value='rouge_l', title=f'Entity description: {model.name}')}")
-    _save_items(result["items"], args.save_items)
-    emit(per_layer, args, per_layer.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-
-
 # ---- registration ---------------------------------------------------------------------------
 
 
@@ -282,6 +263,19 @@ def register(command) -> None:
     p.add_argument("--max-new-tokens", type=int, default=20, help="tokens to generate (default: 20; 0: next token)")
     p.add_argument("--target-model", help="another model M* (e.g. gemma3-270m): fits an affine map per (l, l*)")
     p.add_argument("--map-texts", type=int, default=120, help="corpus lines for the cross-model map fit (default: 120)")
+    p.add_argument(
+        "--recipe",
+        default="paper",
+        choices=["paper", "authors"],
+        help="paper (default): h = resid_post[l] at every l; authors: their patchscopes_utils.py, whose h at "
+        "the last layer is HF's hidden state after the final norm. --source-last overrides it; rows record both",
+    )
+    p.add_argument(
+        "--source-last",
+        choices=["pre-norm", "post-norm"],
+        help="the source state at the last layer: pre-norm resid_post[L-1] (paper) or post-norm (authors); "
+        "(L-1, L-1) within one model is the same either way",
+    )
     p.add_argument("--out", help="write a PNG grid of the first generated token per (l, l*), coloured by its prob")
     add_batch_budget(p)
 
@@ -365,24 +359,4 @@ def register(command) -> None:
 
     multihop_cli.add(sub, cmd_eval)
 
-    q = add_action(
-        sub,
-        "describe",
-        cmd_eval,
-        "entity description per layer, scored with ROUGE-L",
-        "Each shipped entity name's last-token state at layer l is patched into the paper's few-shot\n"
-        "description prompt (l* = l); the generated description (up to the next few-shot item) is scored\n"
-        "against the shipped reference with ROUGE-L F1 (rouge-score, stemmed).\n\n"
-        "example:  layerscope eval describe --limit 20 --layers ::3 --out rouge.png",
-    )
-    q.add_argument("--limit", default="20", help="entities (seeded sample), or 'all' (default: 20)")
-    q.add_argument("--layers", default="::3", help="layers (default: every 3rd, '::3')")
-    q.add_argument("--max-new-tokens", type=int, default=30, help="tokens generated (default: 30; paper: 50)")
-    q.add_argument("--seed", type=int, default=0, help="entity sampling seed (default: 0)")
-    add_resume(q, "finished entities (in units of 5) are skipped")
-    add_distributed(q, "entities (units of 5)")
-    q.add_argument("--out", help="write a PNG of ROUGE-L vs layer here")
-    q.add_argument(
-        "--save-items", metavar="FILE", help="write every generated description here (.csv, .json or .parquet)"
-    )
-    add_batch_budget(q)
+    describe_cli.add(sub, cmd_eval)

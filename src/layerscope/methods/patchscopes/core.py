@@ -335,6 +335,8 @@ def patchscope(
     placeholder: str = PLACEHOLDER,
     batch_budget: str | int | None = DEFAULT_BUDGET,
     progress: bool = False,
+    recipe: str = "paper",
+    source_last: str | None = None,
 ) -> pd.DataFrame:
     """Run a Patchscope: source (S, i, M=model, l) -> target (T, i*, M*=target_model, l*, f=mapping).
 
@@ -353,14 +355,17 @@ def patchscope(
         max_new_tokens: greedy tokens generated with the KV cache after the patched prompt pass
             (0 = next token only, which is much cheaper).
         batch_budget: activation memory per forward chunk, e.g. "512MB".
+        recipe, source_last: ``source_last="post-norm"`` (``recipe="authors"``) reads the last layer's
+            h after the final norm, as the authors' code does (:mod:`~layerscope.methods.patchscopes.recipes`).
     Returns:
         tidy rows: ``source``, ``source_position``, ``source_token``, ``source_layer``, ``target_layer``,
-        ``target_position``, ``text``, ``top_token``, ``top_token_id``, ``prob``.
+        ``target_position``, ``text``, ``top_token``, ``top_token_id``, ``prob``, ``recipe``, ``source_last``.
 
     Example:
         >>> patchscope(model, "Alexander the Great", "Great", DESCRIBE_PROMPT, source_layers="0:30:5")
     """
     from layerscope.methods.patchscopes.presets import IDENTITY_PROMPT
+    from layerscope.methods.patchscopes.recipes import knobs, last_layer_mapping
 
     target_model = model if target_model is None else target_model
     target = IDENTITY_PROMPT if target is None else target
@@ -368,6 +373,9 @@ def patchscope(
     pairs = explicit_pairs(target_layers, model.n_layers, target_model.n_layers)
     layers = sorted({l for l, _ in pairs}) if pairs else resolve_layers(source_layers, model.n_layers)
     states, items = capture_sources(model, sources, layers, batch_budget=batch_budget)
+    used = knobs(recipe, source_last=source_last)
+    all_pairs = pairs or layer_pairs(layers, target_layers, model.n_layers, target_model.n_layers)
+    mapping = last_layer_mapping(model, target_model, all_pairs, mapping, used["source_last"])
     table = decode_states(
         target_model,
         states,
@@ -383,16 +391,6 @@ def patchscope(
         progress=progress,
     )
     table = items.reset_index(names="item").merge(table, on="item").drop(columns="item")
-    columns = [
-        "source",
-        "source_position",
-        "source_token",
-        "source_layer",
-        "target_layer",
-        "target_position",
-        "text",
-        "top_token",
-        "top_token_id",
-        "prob",
-    ]
-    return tidy(table[columns], model=model, method="patchscopes")
+    columns = ["source", "source_position", "source_token", "source_layer", "target_layer", "target_position"]
+    columns += ["text", "top_token", "top_token_id", "prob"]
+    return tidy(table[columns], model=model, method="patchscopes", **used)
