@@ -88,9 +88,12 @@ def test_attend_sweep_on_two_workers(cluster, model):
 
     items = attend.task_items("copy", limit=8)
     kwargs = dict(progress=False, task="copy", max_group_rows=3)
-    local = attend.sweep_task(model, items, ["random", "freeze"], "0,2", **kwargs)
-    spread = attend.sweep_task(model, items, ["random", "freeze"], "0,2", workers=2, **kwargs)
-    same_rows(local, spread, ["layer", "manipulation"])
+    for seeding in ("layerscope", "authors"):  # the knob travels with the units' variants
+        local = attend.sweep_task(model, items, ["random", "shuffle", "freeze"], "0,2", seeding=seeding, **kwargs)
+        spread = attend.sweep_task(model, items, ["random", "shuffle", "freeze"], "0,2", seeding=seeding,
+                                   workers=2, **kwargs)  # fmt: skip
+        assert (spread["seeding"] == seeding).all()
+        same_rows(local, spread, ["layer", "manipulation"])
 
 
 def test_loop_verify_and_inject_on_two_workers(cluster, model):
