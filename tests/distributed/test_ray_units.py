@@ -134,3 +134,19 @@ def test_metrics_models_cli_with_workers(cluster, capsys, tmp_path):
     assert rows(local) == rows(spread)
     code, _, err = run_cli(capsys, "metrics", "--model", paths[0], "--workers", "2")
     assert code == 2 and "--workers and --ray go with --models" in err
+
+
+def test_a_finished_checkpoint_starts_no_cluster_and_loads_no_model(single_process, tmp_path, monkeypatch):
+    from layerscope.distributed import ray_pool
+    from layerscope.results import Checkpoint
+
+    checkpoint = Checkpoint(tmp_path / "run.jsonl", {"test": "done"})
+    for key, rows in single_process.items():
+        checkpoint.add(key, rows)
+    monkeypatch.setattr(ray_pool.RayPool, "__enter__", lambda self: pytest.fail("started a cluster"))
+
+    def no_model():
+        raise AssertionError("loaded a model")
+
+    again = run_units(units(), noise_unit, no_model, workers=2, checkpoint=checkpoint, progress=False)
+    assert _flat(again) == _flat(single_process)

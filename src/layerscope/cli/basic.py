@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from layerscope.cli.common import emit, load_model, read_texts, status
@@ -115,7 +116,8 @@ def _capture_shards(model, texts, out: Path, sites, layers, plan, shard_size: in
 
     from layerscope.capture import capture_to_shards
 
-    bar = tqdm(total=len(plan.ranges), desc="capture", unit="shard", disable=args.json or len(plan.ranges) < 2)
+    show = not args.json and len(plan.ranges) > 1 and sys.stderr.isatty()  # no bar frames in logs
+    bar = tqdm(total=len(plan.ranges), desc="capture", unit="shard", disable=not show)
     try:
         capture_to_shards(model, texts, out, sites=sites, layers=layers, shard_size=shard_size,
                           batch_size=args.batch_size, restart=args.restart, plan=plan,

@@ -63,7 +63,8 @@ class RayPool:
         ray = self.ray
         if not ray.is_initialized():
             env = {"PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), os.getcwd()) if p)}
-            options = dict(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+            options = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                           runtime_env={"env_vars": env})  # fmt: skip
             if self.address is None:
                 ray.init(num_cpus=self.requested, **options)
                 self.owns_cluster = True

@@ -131,7 +131,9 @@ def run_units(
     show = progress and sys.stderr.isatty()  # no bar frames in logs
     bar = tqdm(total=len(units), initial=len(units) - len(todo), desc=desc, unit="unit", disable=not show)
     try:
-        if workers is None and address is None:
+        if not todo:
+            pass  # every unit is in the checkpoint: no model to build, no cluster to start
+        elif workers is None and address is None:
             local = build_model(model) if is_spec(model) else model
             for unit in todo:
                 _record(results, checkpoint, unit, work(local, unit))
