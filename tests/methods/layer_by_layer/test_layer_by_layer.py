@@ -191,8 +191,10 @@ def test_metrics_cli_json(capsys, model_dir, tmp_path):
     )
     rows = json.loads(out)
     assert code == 0 and png.read_bytes()[:4] == b"\x89PNG"
-    knobs = {"recipe", "pooling", "clamp_gram", "curvature", "curvature_k", "dime_normalization", "last_depth"}
+    knobs = {"recipe", "pooling", "clamp_gram", "curvature", "curvature_k", "dime_normalization", "last_depth",
+             "min_tokens", "n_texts"}  # fmt: skip
     assert set(rows[0]) == {"model", "method", "depth", "relative_depth", "metric", "value", *knobs}
+    assert rows[0]["n_texts"] == 6 and rows[0]["min_tokens"] == 0
     assert {r["metric"] for r in rows} == {
         "prompt_entropy",
         "dataset_entropy",
@@ -510,3 +512,21 @@ def test_model_plots_accept_partial_tables(tmp_path):
         + [{"model": "b", "task": "u", "relative_depth": d / 4, "accuracy": 0.6} for d in range(5)]
     )
     assert probe_curves_by_model(probes, tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_min_tokens_drops_short_texts_before_every_metric():
+    """The paper's length filter: the same numbers as the long texts given alone, and the rows say so."""
+    from layerscope.methods.layer_by_layer import representation_metrics
+
+    model = tiny_model("llama")
+    texts = ["hello", "the cat and the dog", "one two three four five six", "a b", "the capital of france is paris"]
+    lengths = [len(ids) for ids in model.tokenizer(texts)["input_ids"]]
+    cut = sorted(lengths)[2]  # keeps the three longest (or more on ties)
+    long = [t for t, n in zip(texts, lengths, strict=True) if n >= cut]
+    metrics = ["prompt-entropy", "dataset-entropy", "curvature"]
+    filtered = representation_metrics(model, texts, metrics, min_tokens=cut, progress=False)
+    by_hand = representation_metrics(model, long, metrics, progress=False)
+    assert np.allclose(filtered["value"], by_hand["value"], atol=1e-9)
+    assert (filtered["n_texts"] == len(long)).all() and (filtered["min_tokens"] == cut).all()
+    with pytest.raises(LayerscopeError, match=r"only 0 of 5 texts have >= 99 tokens \(the longest has"):
+        representation_metrics(model, texts, metrics, min_tokens=99, progress=False)

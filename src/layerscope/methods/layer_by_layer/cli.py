@@ -101,6 +101,7 @@ def cmd_metrics(args: argparse.Namespace) -> None:
         "alpha": args.alpha,
         "seed": args.seed,
         "lidar_limit": args.lidar_limit,
+        "min_tokens": args.min_tokens,
         **_batching(args),
         **_recipe(args),
     }
@@ -284,6 +285,13 @@ def register(command) -> None:
     )
     p.add_argument("--alpha", type=float, default=1.0, help="Renyi order of the entropies (default: 1)")
     p.add_argument("--limit", type=int, help="use only the first N texts")
+    p.add_argument(
+        "--min-tokens",
+        type=int,
+        default=0,
+        help="drop texts with fewer tokens (each model's tokenizer), after --limit: the paper's length filter "
+        "(30 on WikiText; the shipped corpus lines have 16-33 SmolLM2 tokens) (default: 0, keep all)",
+    )
     p.add_argument("--seed", type=int, default=0, help="augmentation / permutation seed (default: 0)")
     p.add_argument(
         "--lidar-limit", type=int, default=64, help="LiDAR uses the first N texts x 16 augmentations (default: 64)"

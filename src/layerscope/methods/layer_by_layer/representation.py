@@ -70,6 +70,7 @@ def representation_metrics(
     progress: bool = True,
     batch_budget: str | int | None = DEFAULT_BUDGET,
     drop_dims: Sequence[int] | None = None,
+    min_tokens: int = 0,
 ) -> pd.DataFrame:
     """Layer-by-Layer metrics at every depth, as a tidy table.
 
@@ -98,11 +99,14 @@ def representation_metrics(
             than fit ``batch_budget`` (e.g. ``"512MB"``) of activations; see :func:`plan_chunks`.
         drop_dims: hidden dimensions zeroed at every depth before any metric (an ablation:
             see :func:`top_dimensions` for the massive-activation dimensions).
+        min_tokens: drop the texts with fewer tokens (this model's tokenizer) before anything runs:
+            the paper's length filter (30 on WikiText); 0 keeps every text.
 
     Returns:
         DataFrame with rows ``depth``, ``relative_depth`` (``depth / L``), ``metric``, ``value``, and
         the recipe and every knob as columns (``recipe``, ``pooling``, ``clamp_gram``, ``curvature``,
-        ``curvature_k`` as text such as ``"1,2"``, ``dime_normalization``, ``last_depth``).
+        ``curvature_k`` as text such as ``"1,2"``, ``dime_normalization``, ``last_depth``), and
+        ``min_tokens`` with ``n_texts``, the texts left after the length filter.
     """
     used = knobs(
         recipe,
@@ -123,7 +127,7 @@ def representation_metrics(
         normalization = canonical_normalization(normalization)
     except ValueError as error:
         raise LayerscopeError(str(error)) from None
-    texts = list(texts)
+    texts = _long_enough(model, list(texts), min_tokens)
     values: dict[str, Tensor] = {}
 
     curvature_names = {("curvature" if k == 1 else f"curvature_k{k}"): k for k in ks}
@@ -221,5 +225,22 @@ def representation_metrics(
         for d in range(n_layers + 1)
     ]
     table = pd.DataFrame(rows, columns=["depth", "relative_depth", "metric", "value"])
-    recorded = {**used, "curvature_k": ",".join(map(str, ks))}
+    recorded = {**used, "curvature_k": ",".join(map(str, ks)), "min_tokens": min_tokens, "n_texts": len(texts)}
     return tidy(table, model=model, method="layer_by_layer", **recorded)
+
+
+def _long_enough(model, texts: list[str], min_tokens: int) -> list[str]:
+    """``texts`` with at least ``min_tokens`` tokens; at least 2 must be left."""
+    if min_tokens < 0:
+        raise LayerscopeError(f"min_tokens must be 0 or more, got {min_tokens}")
+    if not min_tokens:
+        return texts
+    lengths = [len(ids) for ids in model.tokenizer(texts)["input_ids"]] if texts else []
+    kept = [t for t, n in zip(texts, lengths, strict=True) if n >= min_tokens]
+    if len(kept) < 2:
+        longest = max(lengths, default=0)
+        raise LayerscopeError(
+            f"only {len(kept)} of {len(texts)} texts have >= {min_tokens} tokens (the longest has {longest}): "
+            "lower --min-tokens or give longer texts"
+        )
+    return kept
