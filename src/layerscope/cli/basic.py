@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from layerscope.cli.common import emit, load_model, read_texts, status
@@ -112,12 +111,10 @@ def cmd_capture(args: argparse.Namespace) -> None:
 
 
 def _capture_shards(model, texts, out: Path, sites, layers, plan, shard_size: int, args: argparse.Namespace) -> None:
-    from tqdm.auto import tqdm
-
     from layerscope.capture import capture_to_shards
+    from layerscope.progress import bar as progress_bar
 
-    show = not args.json and len(plan.ranges) > 1 and sys.stderr.isatty()  # no bar frames in logs
-    bar = tqdm(total=len(plan.ranges), desc="capture", unit="shard", disable=not show)
+    bar = progress_bar(progress=not args.json, total=len(plan.ranges), desc="capture", unit="shard")
     try:
         capture_to_shards(model, texts, out, sites=sites, layers=layers, shard_size=shard_size,
                           batch_size=args.batch_size, restart=args.restart, plan=plan,

@@ -14,7 +14,6 @@ once, because running the other units would only repeat it.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -126,10 +125,9 @@ def run_units(
             results[repr(unit.key)] = checkpoint.rows_of(unit.key)
         else:
             todo.append(unit)
-    from tqdm.auto import tqdm
+    from layerscope.progress import bar as progress_bar
 
-    show = progress and sys.stderr.isatty()  # no bar frames in logs
-    bar = tqdm(total=len(units), initial=len(units) - len(todo), desc=desc, unit="unit", disable=not show)
+    bar = progress_bar(progress=progress, total=len(units), initial=len(units) - len(todo), desc=desc, unit="unit")
     try:
         if not todo:
             pass  # every unit is in the checkpoint: no model to build, no cluster to start

@@ -11,9 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from tqdm.auto import tqdm
-
 from layerscope.errors import LayerscopeError
+from layerscope.progress import bar
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 DEFAULT_BUDGET = "1GB"
@@ -90,5 +89,5 @@ def chunks(n_rows: int, size: int, *, desc: str = "", progress: bool = True) -> 
     if size < 1:
         raise LayerscopeError(f"chunk size must be >= 1, got {size}")
     starts = range(0, n_rows, size)
-    for start in tqdm(starts, desc=desc or None, disable=not progress or len(starts) <= 1, leave=False):
+    for start in bar(starts, progress=progress, desc=desc or None, leave=False):
         yield slice(start, min(start + size, n_rows))

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from layerscope.engine.chunking import parse_budget
+from layerscope.progress import bar
 
 __all__ = ["in_order", "iter_groups", "length_groups"]
 
@@ -60,7 +60,7 @@ def length_groups(
 
 def iter_groups(groups: list[list[int]], *, desc: str = "", progress: bool = True) -> Iterator[list[int]]:
     """The groups, with a progress bar when there is more than one."""
-    yield from tqdm(groups, desc=desc or None, disable=not progress or len(groups) <= 1, leave=False)
+    yield from bar(groups, progress=progress, desc=desc or None, leave=False)
 
 
 def in_order(groups: list[list[int]], parts: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -133,9 +133,9 @@ def sweep_layers(
         cached_positions=batch.length if prefix_length else 0,  # the repeated prefix cache grows to T
         cached_layers=1 if stagger else None,  # staggered: one block's widened cache at a time
     )
-    from tqdm.auto import tqdm
+    from layerscope.progress import bar
 
-    bar = tqdm(total=total_rows, desc=desc, disable=not progress or total_rows <= 1, unit="run")
+    bar = bar(progress=progress, total=total_rows, desc=desc, unit="run")
     run_kwargs = {
         "logits": logits,
         "capture": capture,

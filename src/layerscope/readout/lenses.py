@@ -96,7 +96,7 @@ class TunedLens(Lens):
         Per layer l < L-1: ``W_l, b_l = argmin ||H_l W + b - H_{L-1}||`` over the positions,
         where ``H_l`` are the ``resid_post[l]`` states (before the final norm).
         """
-        from tqdm.auto import tqdm
+        from layerscope.progress import bar
 
         texts = [t for t in texts if t.strip()]
         if not texts:
@@ -108,7 +108,7 @@ class TunedLens(Lens):
             batch_budget, row_bytes(model, longest, captured_states=n, logits_positions=0), len(texts)
         )
         parts = []
-        for start in tqdm(range(0, len(texts), size), desc="tuned lens: states", disable=not progress, leave=False):
+        for start in bar(range(0, len(texts), size), progress=progress, desc="tuned lens: states", leave=False):
             out = model.run(texts[start : start + size], capture=("resid_post", layers), logits=None)
             stacked = out.stack("resid_post", layers)  # [L, B, T, D]
             for b, prompt in enumerate(out.batch.prompts):
@@ -117,7 +117,7 @@ class TunedLens(Lens):
         states = torch.cat(parts, dim=1)  # [L, N, D]
         target = states[n - 1]
         maps = {}
-        for l in tqdm(range(n - 1), desc="tuned lens: fit", disable=not progress, leave=False):
+        for l in bar(range(n - 1), progress=progress, desc="tuned lens: fit", leave=False):
             maps[l] = AffineMap.fit(states[l], target)
         metadata = {
             "model": model.name,

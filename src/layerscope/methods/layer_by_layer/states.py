@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from layerscope.engine.chunking import DEFAULT_BUDGET, parse_budget, row_bytes
 from layerscope.engine.grouping import length_groups
@@ -16,6 +14,7 @@ from layerscope.methods.layer_by_layer.defaults import DEFAULT_BATCH_SIZE  # cap
 from layerscope.metrics import (
     pool,
 )
+from layerscope.progress import bar
 
 FINAL_NORMS = ("none", "last", "every")
 """Depths read through the model's final norm: none (the residual stream as is), the last one (HF's
@@ -30,10 +29,6 @@ __all__ = [
     "pooled_states",
     "token_lengths",
 ]
-
-
-def _progress(progress: bool) -> bool:
-    return bool(progress) and sys.stderr.isatty()
 
 
 def token_lengths(model, texts: Sequence[str]) -> list[int]:
@@ -105,7 +100,7 @@ def iter_depth_batches(
         raise LayerscopeError("no texts given")
     dims = _check_dims(drop_dims, model.d_model)
     plan = plan_chunks(model, texts, batch_size, batch_budget)
-    for index in tqdm(plan, desc=desc, disable=not _progress(progress) or len(plan) <= 1, leave=False):
+    for index in bar(plan, progress=progress, desc=desc, leave=False):
         result = model.run([texts[i] for i in index], capture=[("resid_pre", [0]), "resid_post"], logits=None)
         states = torch.cat([result.get("resid_pre", 0)[None], result.stack("resid_post")], dim=0)
         if norm is not None:

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from layerscope.engine.chunking import chunks, row_bytes, rows_per_chunk
 from layerscope.engine.interventions import Intervention, add
@@ -16,6 +15,7 @@ from layerscope.methods.loops.prompts import chat_prompt
 from layerscope.methods.loops.runner import loop_states
 from layerscope.methods.loops.spec import Block, _check_site, at_iteration, parse_block, parse_loops
 from layerscope.metrics import pool
+from layerscope.progress import bar
 from layerscope.readout.tokens import word_token_ids, yes_no_scorer
 from layerscope.results.contract import tidy
 
@@ -204,7 +204,7 @@ def concept_injection(
         return logits.float().softmax(-1)[:, word_ids].sum(-1, keepdim=True)
 
     rows = []
-    for n in tqdm(loops, desc=f"inject {concept}", disable=not progress or len(loops) <= 1):
+    for n in bar(loops, progress=progress, desc=f"inject {concept}"):
         it_of = lambda l, i: i if a <= l < b else 0  # noqa: E731
         extract_its = sorted({it_of(layer, i) for i in range(n)})
         inject_its = sorted({it_of(inject_layer, j) for j in range(n)})

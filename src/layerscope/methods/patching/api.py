@@ -250,10 +250,10 @@ def activation_patching(
     sweep_output = {"logits": None, "capture": ("resid_post", last), "capture_positions": "last"}
     # the clean state at a shared-prefix position is the corrupt one: the patch is a no-op
     results = {(l, p): corrupt_value for l in layer_list for p in position_list if p < shared}
-    from tqdm.auto import tqdm
+    from layerscope.progress import bar
 
     total = len(layer_list) * len(position_list)
-    bar = tqdm(total=total, desc=f"patching {site}", disable=not progress or total <= 1, unit="cell")
+    bar = bar(progress=progress, total=total, desc=f"patching {site}", unit="cell")
     bar.update(len(results))
     try:
         for prefix in sorted({t.prefix for t in tiles}):

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from layerscope.engine.batch import from_ids
 from layerscope.engine.chunking import DEFAULT_BUDGET, row_bytes, rows_per_chunk
@@ -39,6 +38,7 @@ from layerscope.engine.interventions import LayerSpec, patch, resolve_layers
 from layerscope.engine.positions import PositionSpec, PromptTokens, resolve, token_at_char
 from layerscope.engine.sweep import sweep_layers
 from layerscope.errors import LayerscopeError
+from layerscope.progress import bar
 from layerscope.results.contract import tidy
 
 PLACEHOLDER = "x"
@@ -273,7 +273,7 @@ def decode_states(
         flat = [v for group in groups.values() for v in group]
         size = rows_per_chunk(batch_budget, row_bytes(model, batch.length + max_new_tokens, keep_cache=True), len(flat))
         starts = range(0, len(flat), size)
-        for start in tqdm(starts, desc="patchscope", disable=not progress or len(starts) <= 1, leave=False):
+        for start in bar(starts, progress=progress, desc="patchscope", leave=False):
             chunk = flat[start : start + size]
             gen = model.generate(
                 target, variants=[[iv] for _, iv in chunk], max_new_tokens=max_new_tokens, mode="prompt"
