@@ -259,7 +259,9 @@ def add_distributed(parser: argparse.ArgumentParser, what: str) -> None:
         "(each holds one model replica; 1 torch thread each)"
     )  # fmt: skip
     group.add_argument("--ray", metavar="ADDRESS", help="run on an existing Ray cluster (e.g. auto)")
-    group.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker (default 0)")
+    group.add_argument(
+        "--gpus-per-worker", type=float, help="GPUs per worker (default: 1 where the cluster has GPUs, else 0)"
+    )
 
 
 def distributed_options(args: argparse.Namespace) -> dict:
@@ -269,6 +271,6 @@ def distributed_options(args: argparse.Namespace) -> dict:
         return {}
     if workers is not None and workers < 1:
         raise LayerscopeError(f"--workers must be at least 1, got {workers}")
-    if getattr(args, "gpus_per_worker", 0.0) < 0:
+    if (getattr(args, "gpus_per_worker", None) or 0.0) < 0:
         raise LayerscopeError(f"--gpus-per-worker must be 0 or more, got {args.gpus_per_worker}")
     return {"workers": workers, "address": address, "gpus_per_worker": args.gpus_per_worker}

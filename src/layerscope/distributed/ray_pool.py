@@ -23,8 +23,10 @@ class _Worker:
         import torch
 
         torch.set_num_threads(threads)
-        if gpus and isinstance(spec, dict) and str(spec.get("device", "cpu")) == "cpu" and not spec.get("device_map"):
+        on_cpu = isinstance(spec, dict) and str(spec.get("device", "cpu")) == "cpu" and not spec.get("device_map")
+        if gpus and on_cpu and torch.cuda.is_available():
             spec = {**spec, "device": "cuda"}  # Ray gave this actor a GPU (CUDA_VISIBLE_DEVICES): use it
+        self.gpu_ids = [str(g) for g in _ray_gpu_ids()] if gpus else []
         if isinstance(spec, dict) and spec.get("offload_folder"):  # workers on one machine must not share it
             spec = {**spec, "offload_folder": os.path.join(spec["offload_folder"], f"worker-{os.getpid()}")}
         self.model = build_model(spec)
@@ -34,6 +36,16 @@ class _Worker:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def placement(self) -> tuple[int, list[str], str]:
+        """``(pid, the GPU ids Ray gave this actor, the model's device)``."""
+        return os.getpid(), self.gpu_ids, str(getattr(self.model, "device", "none"))
+
+
+def _ray_gpu_ids() -> list:
+    import ray
+
+    return list(ray.get_runtime_context().get_accelerator_ids().get("GPU", []))
 
 
 def _import_ray():
@@ -50,7 +62,7 @@ class RayPool:
     """``with RayPool(spec, workers, address) as pool: for unit, rows, worker in pool.map(work, units)``."""
 
     def __init__(
-        self, spec: ModelSpec, workers: int | None, address: str | None, gpus_per_worker: float, threads: int
+        self, spec: ModelSpec, workers: int | None, address: str | None, gpus_per_worker: float | None, threads: int
     ):
         self.ray = _import_ray()
         self.spec, self.address, self.gpus, self.threads = spec, address, gpus_per_worker, threads
@@ -70,7 +82,13 @@ class RayPool:
                 self.owns_cluster = True
             else:
                 ray.init(address=self.address, **options)
-        n = self.requested or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        resources = ray.cluster_resources()
+        if self.gpus is None:  # one GPU per actor where the cluster has GPUs
+            self.gpus = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
+        if self.gpus < 0:
+            raise LayerscopeError(f"gpus_per_worker must be 0 or more, got {self.gpus}")
+        per_worker = ("GPU", self.gpus) if self.gpus else ("CPU", 1.0)  # what one actor takes
+        n = self.requested or max(1, int(resources.get(per_worker[0], 1) / per_worker[1]))
         self.actor_class = ray.remote(num_cpus=1, num_gpus=self.gpus)(_Worker)
         self.actors = [self._start() for _ in range(n)]
         return self

@@ -83,7 +83,7 @@ def run_units(
     *,
     workers: int | None = None,
     address: str | None = None,
-    gpus_per_worker: float = 0.0,
+    gpus_per_worker: float | None = None,
     threads_per_worker: int = 1,
     checkpoint=None,
     progress: bool = True,
@@ -101,7 +101,8 @@ def run_units(
         workers: start a local Ray cluster with this many workers (actors).
         address: use an existing Ray cluster (``"auto"``, ``"ray://host:10001"``); ``workers``
             then says how many actors to place on it (default: one per CPU the cluster has).
-        gpus_per_worker: GPUs per actor (when the cluster has GPUs).
+        gpus_per_worker: GPUs per actor; None = 1 where the cluster has GPUs, else 0 (an actor given a
+            GPU loads its replica there).
         threads_per_worker: torch threads inside each worker.
         checkpoint: anything with ``done(key)`` / ``add(key, rows)`` / ``rows_of(key)``
             (:class:`layerscope.results.Checkpoint`): finished units are skipped, new ones added.

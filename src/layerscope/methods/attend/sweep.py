@@ -56,7 +56,7 @@ def sweep_task(
     seeding: str | None = None,
     workers: int | None = None,
     address: str | None = None,
-    gpus_per_worker: float = 0.0,
+    gpus_per_worker: float | None = None,
 ) -> pd.DataFrame:
     """Accuracy and mean answer probability per (k, manipulation), manipulating from k on.
 

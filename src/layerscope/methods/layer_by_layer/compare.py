@@ -92,7 +92,7 @@ def compare_models(
     progress: bool = True,
     workers: int | None = None,
     address: str | None = None,
-    gpus_per_worker: float = 0.0,
+    gpus_per_worker: float | None = None,
     **options,
 ) -> pd.DataFrame:
     """The same Layer-by-Layer metrics on several models, against relative depth.
@@ -153,7 +153,7 @@ def compare_probes(
     progress: bool = True,
     workers: int | None = None,
     address: str | None = None,
-    gpus_per_worker: float = 0.0,
+    gpus_per_worker: float | None = None,
     **options,
 ) -> pd.DataFrame:
     """:func:`probe_layers` for every (model, task): ``model, task, depth, relative_depth, accuracy, accuracy_std, n``.

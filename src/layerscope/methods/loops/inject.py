@@ -291,7 +291,7 @@ def concept_injections(
     progress: bool = True,
     workers: int | None = None,
     address: str | None = None,
-    gpus_per_worker: float = 0.0,
+    gpus_per_worker: float | None = None,
     **options,
 ) -> pd.DataFrame:
     """:func:`concept_injection` for the concepts ``names``, one work unit per (concept, loop count).

@@ -40,7 +40,7 @@ def self_verification(
     checkpoint=None,
     workers: int | None = None,
     address: str | None = None,
-    gpus_per_worker: float = 0.0,
+    gpus_per_worker: float | None = None,
 ) -> pd.DataFrame:
     """P_TP, P_SV and P_RR per (layer, iteration), for each loop count.
 

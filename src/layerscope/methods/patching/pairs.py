@@ -102,7 +102,7 @@ def pair_sweep(
     checkpoint=None,
     workers: int | None = None,
     address: str | None = None,
-    gpus_per_worker: float = 0.0,
+    gpus_per_worker: float | None = None,
     model_spec: dict | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:

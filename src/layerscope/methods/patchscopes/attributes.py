@@ -155,7 +155,7 @@ def eval_attributes(
     recipe: str = "paper",
     workers: int | None = None,
     address: str | None = None,
-    gpus_per_worker: float = 0.0,
+    gpus_per_worker: float | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Attribute extraction over (l, l*) pairs on the shipped relations, with a probe baseline.
 

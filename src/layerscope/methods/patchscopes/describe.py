@@ -94,7 +94,7 @@ def eval_describe(
     progress: bool = False,
     workers: int | None = None,
     address: str | None = None,
-    gpus_per_worker: float = 0.0,
+    gpus_per_worker: float | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Entity description per layer (S = the name, i = its last token, l* = l), scored by ROUGE-L.
 

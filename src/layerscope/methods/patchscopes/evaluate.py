@@ -126,7 +126,7 @@ def eval_next_token(
     restart: bool = False,
     workers: int | None = None,
     address: str | None = None,
-    gpus_per_worker: float = 0.0,
+    gpus_per_worker: float | None = None,
 ) -> pd.DataFrame:
     """Precision@1 and Surprisal per layer against the model's own final prediction.
 
