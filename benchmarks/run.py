@@ -7,6 +7,7 @@ Peers (nnsight, TransformerLens) come from the optional extra: ``pip install -e 
     python benchmarks/run.py                       # everything, CPU, 1 thread
     python benchmarks/run.py --only patching --rounds 2
     python benchmarks/run.py --only peers_batched  # the peers batched by hand (their best usage)
+    python benchmarks/run.py --only scaling        # time and memory vs prompt length and pairs, plots
     python benchmarks/run.py --device cuda         # the same benchmarks on a GPU
 """
 
@@ -33,6 +34,7 @@ from patching import ANSWER, PAIRS, WRONG, bench_patching  # noqa: E402
 from patchscope import bench_patchscope  # noqa: E402
 from peers_batched import bench_peers_batched  # noqa: E402
 from prompt_entropy import bench_prompt_entropy  # noqa: E402
+from scaling import bench_scaling  # noqa: E402
 
 import layerscope as ls  # noqa: E402
 
@@ -45,6 +47,7 @@ BENCHMARKS = (
     "memory",
     "prompt_entropy",
     "distributed",
+    "scaling",
 )
 
 
@@ -112,6 +115,8 @@ def main(argv: list[str] | None = None) -> None:
         rows += bench_memory(model, PAIRS, ANSWER, WRONG, log=log)
     if "distributed" in only:
         rows += bench_distributed(model, log=log)
+    if "scaling" in only:  # its own curves; plots under benchmarks/plots
+        rows += bench_scaling(model, log=log)
     if "prompt_entropy" in only:
         rows.append(bench_prompt_entropy(model))
     table = pd.DataFrame(rows)
