@@ -123,6 +123,7 @@ def scaling_length(model, tools, lengths=LENGTHS, full_max: int = 64, peer_cells
             row[f"{tool.name}_1layer_s"] = per_cell * len(grid)
             row[f"{tool.name}_full_s"] = per_cell * n * n_layers
             row[f"{tool.name}_diff"] = max(abs(v - ours[c]) for c, v in zip(cells, values, strict=True))
+            assert row[f"{tool.name}_diff"] <= 1e-4, f"{tool.name} disagrees with layerscope at {n} tokens"
             chunk = grid[: min(tool.rows, len(grid))]
             if tool.name == "hf-batched":
                 row[f"{tool.name}_MB"] = (
@@ -134,6 +135,25 @@ def scaling_length(model, tools, lengths=LENGTHS, full_max: int = 64, peer_cells
         row["attribution_MB"] = peak_bytes(attribution, model.device) / 1e6
         log(f"# length {row}")
         rows.append(row)
+    return extrapolate(rows)
+
+
+def extrapolate(rows: list[dict]) -> list[dict]:
+    """The whole grid's time where it was not run: the one-layer time x a ratio between two bounds.
+
+    ``exact_full_s`` uses the work ratio (an upper bound: the one-layer sweep's fixed costs weigh
+    more than the whole grid's); ``exact_full_low_s`` the whole-grid / one-layer ratio measured at
+    the longest measured length (a lower bound: that share of fixed costs shrinks with length).
+    """
+    measured = [r for r in rows if r["exact_full_measured"]]
+    if not measured:
+        return rows
+    seen = measured[-1]["exact_full_s"] / measured[-1]["exact_1layer_s"]
+    for r in rows:
+        if not r["exact_full_measured"]:
+            r["exact_full_s"] = r["exact_1layer_s"] * r["work_ratio"]
+            r["exact_full_low_s"] = r["exact_1layer_s"] * seen
+            r["measured_ratio_used"] = seen
     return rows
 
 
@@ -162,6 +182,7 @@ def scaling_pairs(model, counts=PAIR_COUNTS, peer=None, log=print) -> list[dict]
                 ours = activation_patching(*args, layers=list(PAIR_LAYERS), progress=False)
                 ours = ours.set_index(["layer", "position"])["value"]
                 peer_diff = max(peer_diff, max(abs(v - ours[c]) for c, v in zip(cells, values, strict=True)))
+                assert peer_diff <= 1e-4, f"{peer.name} disagrees with layerscope's pair sweep: {peer_diff:.2e}"
     rows = []
     for n in counts:
         chosen = pairs[:n]
@@ -202,8 +223,10 @@ def plot(length_rows: list[dict], pair_rows: list[dict], folder: Path) -> list[P
               label="layerscope exact, whole grid")  # fmt: skip
     if extrapolated:
         tail = measured[-1:] + extrapolated
+        low = [r.get("exact_full_low_s", r["exact_full_s"]) for r in tail]
+        t_ax.fill_between([r["tokens"] for r in tail], low, [r["exact_full_s"] for r in tail], color="C0", alpha=0.15)
         t_ax.plot([r["tokens"] for r in tail], [r["exact_full_s"] for r in tail], "o--", c="C0", mfc="none",
-                  label="  (extrapolated from one layer)")  # fmt: skip
+                  label="  (extrapolated from one layer: band)")  # fmt: skip
     t_ax.plot(x, [r["exact_1layer_s"] for r in length_rows], "s-", c="C1", label="layerscope exact, resid_post[20]")
     t_ax.plot(x, [r["attribution_s"] for r in length_rows], "^-", c="C2", label="attribution patching, whole grid")
     for i, peer in enumerate(
