@@ -20,6 +20,7 @@ divided by the engine's estimate of one row of that forward (``row_bytes``; full
 A batched peer's cost per cell is the same for every cell (a full forward row), so on the long
 pairs each round times a random sample of whole chunks and scales to the grid; values are compared
 on the sampled cells against layerscope's sweep of the whole grid (max abs diff, <= 1e-4 asserted).
+layerscope's time includes its clean and corrupt runs; a peer's clean run (``prepare``) is not timed.
 """
 
 from __future__ import annotations
