@@ -6,6 +6,8 @@ Peers (nnsight, TransformerLens) come from the optional extra: ``pip install -e 
 
     python benchmarks/run.py                       # everything, CPU, 1 thread
     python benchmarks/run.py --only patching --rounds 2
+    python benchmarks/run.py --only peers_batched  # the peers batched by hand (their best usage)
+    python benchmarks/run.py --only scaling        # time and memory vs prompt length and pairs, plots
     python benchmarks/run.py --device cuda         # the same benchmarks on a GPU
 """
 
@@ -30,11 +32,23 @@ from distributed import bench_distributed  # noqa: E402
 from memory import bench_memory  # noqa: E402
 from patching import ANSWER, PAIRS, WRONG, bench_patching  # noqa: E402
 from patchscope import bench_patchscope  # noqa: E402
+from peers_batched import bench_peers_batched  # noqa: E402
 from prompt_entropy import bench_prompt_entropy  # noqa: E402
+from scaling import bench_scaling  # noqa: E402
 
 import layerscope as ls  # noqa: E402
 
-BENCHMARKS = ("capture", "patching", "attribution", "patchscope", "memory", "prompt_entropy", "distributed")
+BENCHMARKS = (
+    "capture",
+    "patching",
+    "peers_batched",
+    "attribution",
+    "patchscope",
+    "memory",
+    "prompt_entropy",
+    "distributed",
+    "scaling",
+)
 
 
 def versions() -> dict[str, str]:
@@ -91,6 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     if "patching" in only:
         cells = {p: None for p in PAIRS} if args.full_grid else None
         rows += bench_patching(model, peer_cells=cells, rounds=args.rounds, ablations=not args.no_ablations, log=log)
+    if "peers_batched" in only:
+        rows += bench_peers_batched(model, rounds=args.rounds, sample_chunks=None if args.full_grid else 4, log=log)
     if "attribution" in only:
         rows += bench_attribution(model, rounds=args.rounds, log=log)
     if "patchscope" in only:
@@ -99,6 +115,8 @@ def main(argv: list[str] | None = None) -> None:
         rows += bench_memory(model, PAIRS, ANSWER, WRONG, log=log)
     if "distributed" in only:
         rows += bench_distributed(model, log=log)
+    if "scaling" in only:  # its own curves; plots under benchmarks/plots
+        rows += bench_scaling(model, log=log)
     if "prompt_entropy" in only:
         rows.append(bench_prompt_entropy(model))
     table = pd.DataFrame(rows)
