@@ -184,3 +184,27 @@ def test_per_row_start_layers_refuse_bad_input():
     with pytest.raises(InterventionError, match="loops"):
         model.run(prompt, variants=[[]], start_layer=[0], loop=(1, 3, 2))
     assert_clean(model)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])  # plain dynamic layers, and sliding-window ones (deep copy)
+def test_a_reused_prefix_cache_is_never_changed_by_the_runs_that_extend_it(arch):
+    """Each chunk of a sweep extends a private copy of the clean run's cache: the clean cache keeps its
+    length and values however many runs read it, and every run gives what a fresh copy gives."""
+    import copy
+
+    from layerscope.engine.run import _expand_cache
+
+    model = tiny(arch)
+    prompt = "the cat" if arch == "gemma3" else "the capital of france is paris"  # gemma3: a window of 4
+    clean = model.run(prompt, keep_cache=True, logits="last")
+    cache = clean.past_key_values
+    before = copy.deepcopy(cache)
+    n = cache.get_seq_length()
+    for batch in (1, 3):
+        grown = _expand_cache(cache, n - 1, batch)
+        assert grown.get_seq_length() == n - 1
+        out = model.run(prompt, prefix=clean, prefix_length=n - 1, logits="last")
+        assert torch.allclose(out.last_logits, clean.last_logits, atol=1e-5)
+    assert cache.get_seq_length() == n
+    for layer, old in zip(cache.layers, before.layers, strict=True):
+        assert torch.equal(layer.keys, old.keys) and torch.equal(layer.values, old.values)

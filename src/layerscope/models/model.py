@@ -146,12 +146,13 @@ class Model:
         )  # fmt: skip
         if limit is None:
             return None
-        tokens = self.adapter.embed
-        learned = any(  # a table of one row per position (OPT's has two extra rows)
-            isinstance(m, torch.nn.Embedding) and m is not tokens and limit <= m.num_embeddings <= limit + 2
-            for m in self.hf.modules()
-        )
-        return limit if learned else None
+        if getattr(self, "_learned_positions", None) is None:  # walking every module on each run costs
+            tokens = self.adapter.embed
+            self._learned_positions = any(  # a table of one row per position (OPT's has two extra rows)
+                isinstance(m, torch.nn.Embedding) and m is not tokens and limit <= m.num_embeddings <= limit + 2
+                for m in self.hf.modules()
+            )
+        return limit if self._learned_positions else None
 
     def can_reuse_prefix(self, seq_len: int) -> bool:
         """Whether a cache kept over ``seq_len`` tokens can be cut back to any prefix and reused: the
