@@ -15,8 +15,7 @@ import time
 import torch
 
 from layerscope.distributed import Unit, run_units
-from layerscope.methods.patching.pairs import load_pairs, pair_sweep
-from layerscope.methods.patchscopes.attributes import eval_attributes
+from layerscope.methods.patching.pairs import load_pairs
 from layerscope.testing.units import tiny_spec
 
 
@@ -38,37 +37,43 @@ ATTRIBUTE_RELATIONS = [
 
 
 def bench_distributed(model, n_pairs: int = 100, layers: str = "0:30:10", log=print) -> list[dict]:
+    """The units of ``sweep --pairs`` and ``eval attributes``, in one process and on 1 and 2 workers."""
     from layerscope.datasets import relation_names
+    from layerscope.methods.patching.pairs import pair_unit, usable
+    from layerscope.methods.patchscopes.attributes import relation_unit
 
-    relations = [r for r in ATTRIBUTE_RELATIONS if r in relation_names()]
-    attributes = dict(limit=3, source_layers="::10", target_layers="::10", max_new_tokens=10, probe=False)
     pairs = load_pairs()[:n_pairs]
+    keep, _ = usable(model, pairs)
+    options = {"site": "resid_post", "layers": layers, "batch_budget": None}
+    pair_units = [Unit(i, {"pair": pairs[i], "options": options}) for i in keep]
+    relations = [r for r in ATTRIBUTE_RELATIONS if r in relation_names()]
+    payload = {"limit": 3, "seed": 0, "recipe": "paper", "source_layers": [0, 10, 20],
+               "target_layers": [0, 10, 20], "max_new_tokens": 10, "batch_budget": "512MB", "probe": False,
+               "folds": 3, "progress": False}  # fmt: skip
     workloads = {
-        f"sweep --pairs ({n_pairs} pairs, layers {layers})": (
-            lambda **kw: pair_sweep(model, pairs, layers=layers, progress=False, **kw),
-            lambda **kw: pair_sweep(model, pairs[: kw["workers"]], layers=layers, progress=False, **kw),
-        ),
-        f"eval attributes ({len(relations)} relations, 3 subjects, layers ::10)": (
-            lambda **kw: eval_attributes(model, relations, **attributes, **kw),
-            lambda **kw: eval_attributes(model, relations[: kw["workers"]], **attributes, **kw),
+        f"sweep --pairs ({len(pair_units)} pairs, layers {layers})": (pair_units, pair_unit),
+        f"eval attributes ({len(relations)} relations, 3 subjects, layers 0,10,20)": (
+            [Unit(r, payload) for r in relations],
+            relation_unit,
         ),
     }
-    return [_bench_workload(name, run, warm, log) for name, (run, warm) in workloads.items()]
+    return [_bench_workload(name, model, units, work, log) for name, (units, work) in workloads.items()]
 
 
-def _bench_workload(name: str, run, warm, log) -> dict:
+def _bench_workload(name: str, model, units: list[Unit], work, log) -> dict:
+    """End to end (workers started, models loaded) and steady state (the units once the workers are up)."""
     import ray
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    timings: dict[str | int, dict] = {"local": {}}
     try:
-        local = _timed(run)
-        times = {}
+        run_units(units, work, model, progress=False, timings=timings["local"])
         for workers in (1, 2):
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
             try:
-                warm(workers=workers)  # starting the workers and loading their models is not timed
-                times[workers] = _timed(lambda w=workers: run(workers=w))
+                timings[workers] = {}
+                run_units(units, work, model, workers=workers, progress=False, timings=timings[workers])
                 if workers == 2:
                     one = _timed(lambda: run_units([Unit(0)], empty_unit, tiny_spec(), workers=2, progress=False))
                     many = _timed(
@@ -79,13 +84,19 @@ def _bench_workload(name: str, run, warm, log) -> dict:
                 ray.shutdown()
     finally:
         torch.set_num_threads(threads)
+    local, w1, w2 = (timings[k]["units_s"] for k in ("local", 1, 2))
+    total = {k: timings[k]["startup_s"] + timings[k]["units_s"] for k in (1, 2)}
     row = {
         "benchmark": name,
+        "units": len(units),
         "in_process_s": local,
-        "workers1_s": times[1],
-        "workers2_s": times[2],
-        "speedup_2_vs_1": times[1] / times[2],
-        "speedup_2_vs_in_process": local / times[2],
+        "workers1_s": w1,
+        "workers2_s": w2,
+        "speedup_2_vs_1": w1 / w2,
+        "speedup_2_vs_in_process": local / w2,
+        "startup_1_s": timings[1]["startup_s"],
+        "startup_2_s": timings[2]["startup_s"],
+        "end_to_end_speedup_2_vs_1": total[1] / total[2],
         "overhead_ms_per_unit": 1000 * (many - one) / 200,
     }
     log(f"# {row}")

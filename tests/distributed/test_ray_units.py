@@ -150,3 +150,16 @@ def test_a_finished_checkpoint_starts_no_cluster_and_loads_no_model(single_proce
 
     again = run_units(units(), noise_unit, no_model, workers=2, checkpoint=checkpoint, progress=False)
     assert _flat(again) == _flat(single_process)
+
+
+def test_a_model_the_workers_cannot_load_fails_before_any_unit_with_its_error(cluster, tmp_path):
+    start = time.perf_counter()
+    with pytest.raises(LayerscopeError, match="not found"):
+        run_units(units(2), noise_unit, {"model": str(tmp_path / "no-such-model")}, workers=2, progress=False)
+    assert time.perf_counter() - start < 60
+
+
+def test_timings_split_start_up_from_the_units(cluster):
+    timings: dict = {}
+    run_units(units(4), noise_unit, tiny_spec(), workers=2, progress=False, timings=timings)
+    assert set(timings) == {"startup_s", "units_s"} and timings["startup_s"] > 0 and timings["units_s"] > 0

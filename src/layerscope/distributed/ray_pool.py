@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 
@@ -70,6 +71,7 @@ class RayPool:
         self.owns_cluster = False
         self.actors: list = []
         self.throughput = Throughput()
+        self.startup_s = 0.0
 
     def __enter__(self) -> RayPool:
         ray = self.ray
@@ -90,8 +92,24 @@ class RayPool:
         per_worker = ("GPU", self.gpus) if self.gpus else ("CPU", 1.0)  # what one actor takes
         n = self.requested or max(1, int(resources.get(per_worker[0], 1) / per_worker[1]))
         self.actor_class = ray.remote(num_cpus=1, num_gpus=self.gpus)(_Worker)
+        start = time.perf_counter()
         self.actors = [self._start() for _ in range(n)]
+        self._wait_ready()
+        self.startup_s = time.perf_counter() - start
         return self
+
+    def _wait_ready(self) -> None:
+        """Every replica loaded before the first unit: a model that cannot load fails here, with its error."""
+        from ray.exceptions import RayActorError, RayTaskError
+
+        try:
+            self.ray.get([actor.pid.remote() for actor in self.actors])
+        except (RayActorError, RayTaskError) as err:
+            self.__exit__(None, None, None)
+            cause = getattr(err, "cause", None) or getattr(err, "error_msg", None) or err
+            if isinstance(cause, BaseException):
+                raise cause from None
+            raise LayerscopeError(f"a Ray worker could not load its model: {cause}") from None
 
     def __exit__(self, *exc) -> None:
         for actor in self.actors:

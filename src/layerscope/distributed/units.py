@@ -89,6 +89,7 @@ def run_units(
     progress: bool = True,
     max_retries: int = 3,
     desc: str = "units",
+    timings: dict | None = None,
 ) -> dict[Any, list[dict]]:
     """Run ``work(model, unit)`` for every unit not already in ``checkpoint``; rows by unit key.
 
@@ -107,6 +108,8 @@ def run_units(
         checkpoint: anything with ``done(key)`` / ``add(key, rows)`` / ``rows_of(key)``
             (:class:`layerscope.results.Checkpoint`): finished units are skipped, new ones added.
         max_retries: how often a unit whose worker died is tried again elsewhere.
+        timings: a dict filled with ``startup_s`` (starting the workers and loading their models, or
+            building the local model) and ``units_s`` (running the units after that).
     Returns:
         ``{key: rows}`` for every unit, in the order of ``units``.
     """
@@ -130,22 +133,30 @@ def run_units(
 
     bar = progress_bar(progress=progress, total=len(units), initial=len(units) - len(todo), desc=desc, unit="unit")
     try:
+        started = time.perf_counter()
+        ready = finished = started
         if not todo:
             pass  # every unit is in the checkpoint: no model to build, no cluster to start
         elif workers is None and address is None:
             local = build_model(model) if is_spec(model) else model
+            ready = time.perf_counter()
             for unit in todo:
                 _record(results, checkpoint, unit, work(local, unit))
                 bar.update(1)
+            finished = time.perf_counter()
         else:
             from layerscope.distributed.ray_pool import RayPool
 
             with RayPool(worker_spec(model), workers, address, gpus_per_worker, threads_per_worker) as pool:
+                ready = pool.throughput.started = time.perf_counter()  # rates from the first unit on
                 for unit, rows, worker in pool.map(work, todo, max_retries):
                     if _record(results, checkpoint, unit, rows):
                         bar.update(1)
                         pool.throughput.add(worker)
                         bar.set_postfix_str(pool.throughput.describe(), refresh=False)
+                finished = time.perf_counter()  # before the workers are stopped
+        if timings is not None:
+            timings.update(startup_s=ready - started, units_s=finished - ready)
     finally:
         bar.close()
     return {key: results[repr(key)] for key in keys}
