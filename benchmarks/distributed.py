@@ -4,13 +4,11 @@ the per-unit overhead.
 Every configuration runs the same units (pairs of the shipped set, exact patching of resid_post at
 every 10th layer; relations of the shipped set, one unit each) in one process, then on 1 and 2 Ray
 workers; workers hold one model replica each with 1 torch thread. The
-per-unit scheduling overhead is measured with units that do nothing: (time for N empty units -
-time for 1) / (N - 1), on 2 workers.
+per-unit scheduling overhead is measured with 200 units that do nothing on 2 workers: the wall time
+once the workers are up, per unit (what the driver and Ray add to every unit).
 """
 
 from __future__ import annotations
-
-import time
 
 import torch
 
@@ -21,12 +19,6 @@ from layerscope.testing.units import tiny_spec
 
 def empty_unit(model, unit: Unit) -> list[dict]:
     return []
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 #: ten relations: five units per worker, so the two workers get equal work
@@ -74,12 +66,10 @@ def _bench_workload(name: str, model, units: list[Unit], work, log) -> dict:
             try:
                 timings[workers] = {}
                 run_units(units, work, model, workers=workers, progress=False, timings=timings[workers])
-                if workers == 2:
-                    one = _timed(lambda: run_units([Unit(0)], empty_unit, tiny_spec(), workers=2, progress=False))
-                    many = _timed(
-                        lambda: run_units([Unit(i) for i in range(201)], empty_unit, tiny_spec(), workers=2,
-                                          progress=False)  # fmt: skip
-                    )
+                if workers == 2:  # units that do nothing: what the driver and Ray add per unit
+                    empty: dict = {}
+                    run_units([Unit(i) for i in range(200)], empty_unit, tiny_spec(), workers=2, progress=False,
+                              timings=empty)  # fmt: skip
             finally:
                 ray.shutdown()
     finally:
@@ -97,7 +87,7 @@ def _bench_workload(name: str, model, units: list[Unit], work, log) -> dict:
         "startup_1_s": timings[1]["startup_s"],
         "startup_2_s": timings[2]["startup_s"],
         "end_to_end_speedup_2_vs_1": total[1] / total[2],
-        "overhead_ms_per_unit": 1000 * (many - one) / 200,
+        "overhead_ms_per_unit": 1000 * empty["units_s"] / 200,  # wall time per empty unit, 2 workers
     }
     log(f"# {row}")
     return row
