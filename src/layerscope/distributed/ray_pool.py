@@ -84,19 +84,34 @@ class RayPool:
                 self.owns_cluster = True
             else:
                 ray.init(address=self.address, **options)
-        resources = ray.cluster_resources()
-        if self.gpus is None:  # one GPU per actor where the cluster has GPUs
-            self.gpus = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
-        if self.gpus < 0:
-            raise LayerscopeError(f"gpus_per_worker must be 0 or more, got {self.gpus}")
-        per_worker = ("GPU", self.gpus) if self.gpus else ("CPU", 1.0)  # what one actor takes
-        n = self.requested or max(1, int(resources.get(per_worker[0], 1) / per_worker[1]))
+        try:
+            n = self._workers(ray.cluster_resources())
+        except LayerscopeError:
+            self.__exit__(None, None, None)  # a cluster this pool started does not outlive the error
+            raise
         self.actor_class = ray.remote(num_cpus=1, num_gpus=self.gpus)(_Worker)
         start = time.perf_counter()
         self.actors = [self._start() for _ in range(n)]
         self._wait_ready()
         self.startup_s = time.perf_counter() - start
         return self
+
+    def _workers(self, resources: dict) -> int:
+        """How many actors: as asked, or as many as fit; one that cannot be placed would wait forever."""
+        if self.gpus is None:  # one GPU per actor where the cluster has GPUs
+            self.gpus = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
+        if self.gpus < 0:
+            raise LayerscopeError(f"gpus_per_worker must be 0 or more, got {self.gpus}")
+        room = int(resources.get("CPU", 1))  # an actor takes 1 CPU and `gpus` GPUs
+        if self.gpus:
+            room = min(room, int(resources.get("GPU", 0) / self.gpus))
+        if room < 1 or (self.requested or 0) > room:
+            raise LayerscopeError(
+                f"the Ray cluster has room for {room} worker(s) ({resources.get('CPU', 0):g} CPUs, "
+                f"{resources.get('GPU', 0):g} GPUs; a worker takes 1 CPU and {self.gpus:g} GPUs): ask for at most "
+                f"{max(room, 1)} with --workers, or lower --gpus-per-worker"
+            )
+        return self.requested or room
 
     def _wait_ready(self) -> None:
         """Every replica loaded before the first unit: a model that cannot load fails here, with its error."""
