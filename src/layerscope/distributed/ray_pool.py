@@ -136,24 +136,33 @@ class RayPool:
     def _start(self):
         return self.actor_class.remote(self.spec, self.threads, self.gpus)
 
-    def map(self, work: Callable, units: Sequence[Unit], max_retries: int = 3) -> Iterator[tuple[Unit, list, int]]:
-        """Yield ``(unit, rows, worker index)`` as units finish (in any order)."""
+    def map(
+        self, work: Callable, units: Sequence[Unit], max_retries: int = 3, depth: int = 2
+    ) -> Iterator[tuple[Unit, list, int]]:
+        """Yield ``(unit, rows, worker index)`` as units finish (in any order).
+
+        ``depth`` units are queued on each actor, so that an actor starts its next unit as soon as
+        one ends instead of idling while the driver hears back and sends another (on a busy
+        machine that round trip costs tens of ms per unit).
+        """
         from ray.exceptions import RayActorError, RayTaskError
 
         queue = deque(units)
         attempts: dict[str, int] = {}
-        in_flight: dict = {}
+        in_flight: dict = {}  # ref -> (worker index, the actor handle it went to, unit)
 
         def submit(worker: int) -> None:
             unit = queue.popleft()
-            in_flight[self.actors[worker].run.remote(work, unit)] = (worker, unit)
+            actor = self.actors[worker]
+            in_flight[actor.run.remote(work, unit)] = (worker, actor, unit)
 
-        for worker in range(len(self.actors)):
-            if queue:
-                submit(worker)
+        for _ in range(depth):
+            for worker in range(len(self.actors)):
+                if queue:
+                    submit(worker)
         while in_flight:
             ready, _ = self.ray.wait(list(in_flight), num_returns=1)
-            worker, unit = in_flight.pop(ready[0])
+            worker, actor, unit = in_flight.pop(ready[0])
             try:
                 rows = self.ray.get(ready[0])
             except RayActorError:  # the worker died mid-unit: a new one takes over, the unit runs again
@@ -164,7 +173,8 @@ class RayPool:
                         f"unit {unit.key!r} lost its worker {attempts[key]} times: giving up (see the Ray logs)"
                     ) from None
                 queue.appendleft(unit)
-                self.actors[worker] = self._start()
+                if self.actors[worker] is actor:  # the other units queued on the dead actor fail too: one restart
+                    self.actors[worker] = self._start()
                 submit(worker)
                 continue
             except RayTaskError as err:  # the unit itself raised: stop with that error
