@@ -9,9 +9,10 @@ which experiment it is).  The README's fidelity table lists every knob with its 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from layerscope.errors import LayerscopeError
 from layerscope.names import canonical_name
 
 RECIPES = ("paper", "authors")
@@ -25,11 +26,17 @@ def canonical_recipe(name: str) -> str:
     return canonical_name(name, RECIPES, what="recipe")
 
 
-def resolve(recipe: str, knobs: Mapping[str, Mapping[str, Any]], **overrides: Any) -> dict[str, Any]:
+def resolve(
+    recipe: str,
+    knobs: Mapping[str, Mapping[str, Any]],
+    choices: Mapping[str, Sequence[Any]] | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
     """The knob values of ``recipe``, each replaced by its override where that is not None.
 
     ``knobs`` maps a knob to ``{"paper": value, "authors": value}``; an override for a name that is
-    not a knob is a programming error (``KeyError``).
+    not a knob is a programming error (``KeyError``). ``choices`` maps a knob to the values it may
+    take: any other value is a :class:`LayerscopeError` naming them.
     """
     recipe = canonical_recipe(recipe)
     unknown = set(overrides) - set(knobs)
@@ -37,4 +44,7 @@ def resolve(recipe: str, knobs: Mapping[str, Mapping[str, Any]], **overrides: An
         raise KeyError(f"not a knob: {', '.join(sorted(unknown))}")
     values = {name: by_recipe[recipe] for name, by_recipe in knobs.items()}
     values.update({name: value for name, value in overrides.items() if value is not None})
+    for name, allowed in (choices or {}).items():
+        if values[name] not in allowed:
+            raise LayerscopeError(f"{name} must be one of {', '.join(allowed)}, got {values[name]!r}")
     return {"recipe": recipe, **values}

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from layerscope.errors import LayerscopeError
 from layerscope.recipes import resolve
 
 KNOBS: dict[str, dict[str, Any]] = {
@@ -43,15 +42,7 @@ __all__ = ["FREEZE_INDICES", "KNOBS", "SKIP_POSITIONS", "knobs"]
 
 def knobs(recipe: str = "paper", **overrides: Any) -> dict[str, Any]:
     """The knob values a run uses: ``recipe``'s, with every non-None override in its place."""
-    values = resolve(recipe, KNOBS, **overrides)
-    if values["freeze_index"] not in FREEZE_INDICES:
-        raise LayerscopeError(
-            f"freeze_index must be one of {', '.join(FREEZE_INDICES)}, got {values['freeze_index']!r}"
-        )
-    if values["skip_positions"] not in SKIP_POSITIONS:
-        raise LayerscopeError(
-            f"skip_positions must be one of {', '.join(SKIP_POSITIONS)}, got {values['skip_positions']!r}"
-        )
+    values = resolve(recipe, KNOBS, {"freeze_index": FREEZE_INDICES, "skip_positions": SKIP_POSITIONS}, **overrides)
     from layerscope.engine.seeding import check_seeding  # the engine owns the seedings (and imports torch)
 
     check_seeding(values["seeding"])

@@ -81,19 +81,11 @@ def knobs(recipe: str = "paper", **overrides: Any) -> dict[str, Any]:
     """The knob values a run uses: ``recipe``'s, with every non-None override in its place."""
     if "curvature_k" in overrides:
         overrides["curvature_k"] = parse_ks(overrides["curvature_k"])
-    values = resolve(recipe, KNOBS, **overrides)
-    if values["last_depth"] not in LAST_DEPTHS:
-        raise LayerscopeError(f"last_depth must be one of {', '.join(LAST_DEPTHS)}, got {values['last_depth']!r}")
-    if values["curvature"] not in CURVATURES:
-        raise LayerscopeError(f"curvature must be one of {', '.join(CURVATURES)}, got {values['curvature']!r}")
-    return values
+    return resolve(recipe, KNOBS, {"last_depth": LAST_DEPTHS, "curvature": CURVATURES}, **overrides)
 
 
 def probe_knobs(recipe: str = "paper", **overrides: Any) -> dict[str, Any]:
     """The probe's knob values: ``recipe``'s from :data:`PROBE_KNOBS`, with every non-None override."""
     from layerscope.methods.layer_by_layer.states import FINAL_NORMS
 
-    values = resolve(recipe, PROBE_KNOBS, **overrides)
-    if values["final_norm"] not in FINAL_NORMS:
-        raise LayerscopeError(f"final_norm must be one of {', '.join(FINAL_NORMS)}, got {values['final_norm']!r}")
-    return values
+    return resolve(recipe, PROBE_KNOBS, {"final_norm": FINAL_NORMS}, **overrides)

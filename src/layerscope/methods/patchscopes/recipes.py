@@ -23,7 +23,6 @@ from typing import Any
 
 import torch
 
-from layerscope.errors import LayerscopeError
 from layerscope.recipes import resolve
 
 KNOBS: dict[str, dict[str, Any]] = {"source_last": {"paper": "pre-norm", "authors": "post-norm"}}
@@ -36,12 +35,7 @@ __all__ = ["KNOBS", "SOURCE_LAST", "knobs", "last_layer_mapping"]
 
 def knobs(recipe: str = "paper", **overrides: Any) -> dict[str, Any]:
     """The knob values a run uses: ``recipe``'s, with every non-None override in its place."""
-    values = resolve(recipe, KNOBS, **overrides)
-    if values["source_last"] not in SOURCE_LAST:
-        raise LayerscopeError(
-            f"source_last must be one of {', '.join(SOURCE_LAST)}, got {values['source_last']!r}"
-        )
-    return values
+    return resolve(recipe, KNOBS, {"source_last": SOURCE_LAST}, **overrides)
 
 
 def last_layer_mapping(
