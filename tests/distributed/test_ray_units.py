@@ -21,13 +21,6 @@ ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def _flat(results):
     return sorted((row["unit"], row["layer"], row["token"], row["value"]) for rows in results.values() for row in rows)
 
