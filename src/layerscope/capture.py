@@ -22,12 +22,16 @@ __all__ = ["CapturePlan", "capture_batches", "capture_to_shards", "plan_capture"
 
 @dataclass(frozen=True)
 class CapturePlan:
-    """What a sharded capture will write: prompt ranges per shard, and the bytes in all."""
+    """What a sharded capture will write: each text's token ids, prompt ranges per shard, the bytes in all."""
 
-    lengths: list[int]
+    token_ids: list[list[int]]
     ranges: list[tuple[int, int]]
     total_bytes: int
     bytes_per_token: int
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.token_ids]
 
 
 def capture_batches(model, batch: Batch, sites: Sequence[str], layers: Sequence[int], batch_size: int) -> dict:
@@ -54,12 +58,13 @@ def plan_capture(
     """Shards of consecutive texts whose states stay under ``shard_size`` bytes each."""
     from layerscope.results.shards import plan_shards, shard_bytes
 
-    lengths = [len(ids) for ids in model.tokenizer(list(texts))["input_ids"]]
+    token_ids = model.tokenizer(list(texts))["input_ids"]
+    lengths = [len(ids) for ids in token_ids]
     if any(n == 0 for n in lengths):
         raise LayerscopeError(f"text {lengths.index(0)} has no tokens: remove empty texts")
     per_token = len(sites) * len(layers) * model.d_model * model.dtype.itemsize
     ranges = plan_shards(lengths, per_token, shard_size)
-    return CapturePlan(lengths, ranges, shard_bytes(lengths, ranges, per_token), per_token)
+    return CapturePlan(token_ids, ranges, shard_bytes(lengths, ranges, per_token), per_token)
 
 
 def capture_to_shards(
@@ -84,6 +89,7 @@ def capture_to_shards(
         on_shard: ``(shards done, shards in all)`` after each shard (a progress bar).
     """
     from layerscope.readout.tokens import token_strings
+    from layerscope.results.io import texts_hash
     from layerscope.results.shards import ShardWriter
 
     texts = list(texts)
@@ -92,7 +98,7 @@ def capture_to_shards(
     layers = list(range(model.n_layers)) if layers is None else list(layers)
     plan = plan or plan_capture(model, texts, sites, layers, shard_size)
     config = {"model": model.name, "source": model.source, "sites": list(sites), "layers": layers,
-              "shard_size": shard_size, "n_texts": len(texts), "texts_hash": _hash(texts)}  # fmt: skip
+              "shard_size": shard_size, "n_texts": len(texts), "texts_hash": texts_hash(texts)}  # fmt: skip
     writer = ShardWriter(folder, config, restart=restart)
     for shard, (a, b) in enumerate(plan.ranges):
         if not writer.done(shard):
@@ -103,17 +109,9 @@ def capture_to_shards(
             writer.write(shard, (a, b), tensors)
         if on_shard is not None:
             on_shard(shard + 1, len(plan.ranges))
-    tokens = [token_strings(model.tokenizer, ids) for ids in model.tokenizer(texts)["input_ids"]]
+    tokens = [token_strings(model.tokenizer, ids) for ids in plan.token_ids]
     layout = {site: {"layers": layers, "dims": ["layer", "prompt", "position", "hidden"]} for site in sites}
     writer.finish(texts=texts, tokens=tokens, padding="left", layout=layout, total_bytes=plan.total_bytes,
                   note="resid_post[l] is the output of block l, before the final norm")  # fmt: skip
     return writer.index
 
-
-def _hash(texts: Sequence[str]) -> str:
-    import hashlib
-
-    digest = hashlib.blake2b(digest_size=16)
-    for text in texts:
-        digest.update(text.encode("utf-8") + b"\0")
-    return digest.hexdigest()

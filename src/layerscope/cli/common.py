@@ -95,7 +95,7 @@ def load_model(args: argparse.Namespace):
         f"loaded {model.name} ({model.n_layers} layers, d_model {model.d_model}) in {time.perf_counter() - start:.1f}s"
     )
     placed = getattr(model.hf, "hf_device_map", None)
-    if placed and len(set(placed.values())) > 1 or (placed and "disk" in placed.values()):
+    if placed and (len(set(placed.values())) > 1 or "disk" in placed.values()):
         from collections import Counter
 
         counts = Counter(str(d) for d in placed.values())

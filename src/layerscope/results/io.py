@@ -116,6 +116,17 @@ def _comparable(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in NEUTRAL_KEYS}
 
 
+def texts_hash(texts) -> str:
+    """A short digest of a list of texts, for a run's config (texts end at a NUL, so
+    ``["a b"]`` and ``["a", "b"]`` differ)."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    for text in texts:
+        digest.update(text.encode("utf-8") + b"\0")
+    return digest.hexdigest()
+
+
 class Checkpoint:
     """Finished units of a long run, kept in a JSON-lines file so that a rerun skips them.
 

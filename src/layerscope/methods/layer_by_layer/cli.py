@@ -49,11 +49,12 @@ def parse_models(text: str | None) -> list[str] | None:
 
 def _distributed(args: argparse.Namespace) -> dict:
     """``--workers`` / ``--ray`` for ``--models`` runs (each worker loads the models it is given)."""
-    if args.workers is None and args.ray is None:
-        return {}
-    if not getattr(args, "models", None):
+    from layerscope.cli.common import distributed_options
+
+    options = distributed_options(args)
+    if options and not getattr(args, "models", None):
         raise LayerscopeError("--workers and --ray go with --models (one model is one unit)")
-    return {"workers": args.workers, "address": args.ray, "gpus_per_worker": args.gpus_per_worker}
+    return options
 
 
 def _load_options(args: argparse.Namespace) -> dict:

@@ -12,7 +12,12 @@ from layerscope.augment import augment_views
 from layerscope.engine.chunking import DEFAULT_BUDGET
 from layerscope.errors import LayerscopeError
 from layerscope.methods.layer_by_layer.recipes import knobs
-from layerscope.methods.layer_by_layer.states import DEFAULT_BATCH_SIZE, iter_depth_batches, pooled_states
+from layerscope.methods.layer_by_layer.states import (
+    DEFAULT_BATCH_SIZE,
+    iter_depth_batches,
+    pooled_states,
+    token_lengths,
+)
 from layerscope.metrics import (
     curvature as trajectory_curvature,
 )
@@ -235,7 +240,7 @@ def _long_enough(model, texts: list[str], min_tokens: int) -> list[str]:
         raise LayerscopeError(f"min_tokens must be 0 or more, got {min_tokens}")
     if not min_tokens:
         return texts
-    lengths = [len(ids) for ids in model.tokenizer(texts)["input_ids"]] if texts else []
+    lengths = token_lengths(model, texts)
     kept = [t for t, n in zip(texts, lengths, strict=True) if n >= min_tokens]
     if len(kept) < 2:
         longest = max(lengths, default=0)

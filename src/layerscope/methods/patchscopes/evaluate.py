@@ -144,10 +144,8 @@ def eval_next_token(
         ``recipe``.
         At the last layer every method is 1.0 / the final entropy-free surprisal by construction.
     """
-    import hashlib
-
     from layerscope.distributed import Unit, run_units
-    from layerscope.results.io import Checkpoint
+    from layerscope.results.io import Checkpoint, texts_hash
 
     methods = [canonical_method(m) for m in methods]
     texts = corpus_split()[1] if texts is None else [t for t in texts if t.strip()]
@@ -164,9 +162,8 @@ def eval_next_token(
         Unit(("texts", i), {"sources": sources[i : i + texts_per_unit], **options})
         for i in range(0, len(sources), texts_per_unit)
     ]
-    texts_hash = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
     lens_id = None if tuned_lens is None else getattr(tuned_lens, "path", None) or "given"
-    config = {"command": "eval next-token", "model": model.name, "texts": texts_hash, "methods": methods,
+    config = {"command": "eval next-token", "model": model.name, "texts": texts_hash(texts), "methods": methods,
               "positions": positions, "layers": layer_list, "seed": seed, "recipe": recipe,
               "texts_per_unit": texts_per_unit, "tuned_lens": str(lens_id)}  # fmt: skip
     checkpoint = Checkpoint(resume, config, restart=restart)
